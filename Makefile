@@ -37,7 +37,8 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check agent tests benchmarks scripts
 	$(VENV)/bin/mypy
 
-bench: $(STAMP) system-deps
+bench: $(STAMP)
+	@./scripts/system-deps.sh --bench
 	$(PY) benchmarks/bench_call.py $(BENCH_ARGS)
 
 clean:

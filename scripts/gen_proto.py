@@ -45,7 +45,9 @@ def generate() -> dict[str, str]:
         for path in sorted(Path(tmp).rglob("*")):
             if path.is_file():
                 text = path.read_text()
-                text = text.replace("from kilo.agent.v1 import", "from agent.api.kilo.agent.v1 import")
+                text = text.replace(
+                    "from kilo.agent.v1 import", "from agent.api.kilo.agent.v1 import"
+                )
                 text = text.replace("import kilo.agent.v1.", "import agent.api.kilo.agent.v1.")
                 files[str(path.relative_to(tmp))] = text
         return files
@@ -54,7 +56,9 @@ def generate() -> dict[str, str]:
 def package_inits(files: dict[str, str]) -> dict[str, str]:
     """Every generated directory becomes a package."""
     dirs = {str(Path(p).parent) for p in files}
-    inits: dict[str, str] = {"__init__.py": '"""Generated protobuf and gRPC code; do not edit."""\n'}
+    inits: dict[str, str] = {
+        "__init__.py": '"""Generated protobuf and gRPC code; do not edit."""\n'
+    }
     for d in dirs:
         parts = Path(d).parts
         for i in range(1, len(parts) + 1):
@@ -69,7 +73,11 @@ def main() -> int:
     files = generate()
     files.update(package_inits(files))
     if args.check:
-        stale = [p for p, text in files.items() if not (OUT_DIR / p).is_file() or (OUT_DIR / p).read_text() != text]
+        stale = [
+            p
+            for p, text in files.items()
+            if not (OUT_DIR / p).is_file() or (OUT_DIR / p).read_text() != text
+        ]
         for p in stale:
             print(f"stale: agent/api/{p}  (run `make proto`)", file=sys.stderr)
         return 1 if stale else 0

@@ -1,0 +1,87 @@
+"""Builds the agent from one Config and runs it: start, serve until a signal, drain, exit.
+
+Everything the hot path needs (clients, credential providers, the engine) is built here once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from agent.engine import Engine, Registry
+from agent.events import EventHub
+from agent.server import CallerAuthenticator, GrpcServer, IntegrationAgentServicer
+
+__all__ = ["AgentApp", "run"]
+
+_log = logging.getLogger("agent")
+
+
+class AgentApp:
+    """One running agent: registry, engine, gRPC server."""
+
+    def __init__(self, config: Any, *, listen: str | None = None) -> None:
+        self.config = config
+        self.hub = EventHub()
+        self.registry = Registry.from_config(config.integrations)
+        self.engine = Engine(self.registry, self.hub)
+        callers = CallerAuthenticator(config.callers)
+        self.servicer = IntegrationAgentServicer(self.engine, callers, self.hub)
+        self.server = GrpcServer(self.servicer, listen or config.listen.grpc)
+        self.address = ""
+
+    async def start(self) -> str:
+        self.address = await self.server.start()
+        _log.info(
+            "serving",
+            extra={
+                "address": self.address,
+                "integrations": sorted(i.name for i in self.registry),
+                "callers": len(self.config.callers),
+                "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+            },
+        )
+        return self.address
+
+    async def stop(self) -> None:
+        grace = self.config.server.grace_period
+        _log.info("draining", extra={"inflight": self.servicer.inflight, "grace_period": grace})
+        drained = await self.server.drain(grace)
+        if not drained:
+            _log.warning("grace period over: cancelled the calls still in flight")
+        await self.registry.aclose()
+        _log.info("stopped")
+
+    async def serve_until_signal(self) -> None:
+        """Serve until SIGTERM or SIGINT, then drain."""
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start()
+        await stop.wait()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        await self.stop()
+
+
+def _loop_factory() -> Any:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; this is for odd platforms
+        return asyncio.new_event_loop
+    return uvloop.new_event_loop
+
+
+def run(config: Any, *, listen: str | None = None) -> int:
+    """Run the agent on uvloop until a signal; returns the process exit code."""
+
+    async def main() -> None:
+        app = AgentApp(config, listen=listen)
+        await app.serve_until_signal()
+
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(main())
+    return 0

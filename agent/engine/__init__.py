@@ -1,0 +1,16 @@
+"""The call pipeline: validation, credentials, transport; knows nothing of gRPC."""
+
+from agent.engine.integration import Integration
+from agent.engine.pipeline import Engine
+from agent.engine.registry import Registry
+from agent.engine.types import CallMetrics, OutboundRequest, OutboundResponse, ResponseStream
+
+__all__ = [
+    "CallMetrics",
+    "Engine",
+    "Integration",
+    "OutboundRequest",
+    "OutboundResponse",
+    "Registry",
+    "ResponseStream",
+]

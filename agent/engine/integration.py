@@ -1,0 +1,72 @@
+"""The runtime object of one integration, built once from config and then only read.
+
+Everything a call needs is precomputed here (URL prefix, static headers, forbidden header names,
+the pooled client and the credential provider) so that the hot path does no config work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from agent.credentials import CredentialProvider, build_provider
+from agent.transport import build_client
+
+__all__ = ["Integration", "origin_of"]
+
+
+def origin_of(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` with the default port left out, for same-origin checks."""
+    port = f":{url.port}" if url.port is not None else ""
+    return f"{url.scheme}://{url.host}{port}".lower()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Integration:
+    """One configured integration, ready to serve calls."""
+
+    name: str
+    url_prefix: str  # base URL without trailing '/', e.g. "https://api.openai.com/v1"
+    origin: str  # scheme://host[:port] of the base URL, for redirect checks
+    display_url: str  # safe to log and show (webhook URLs are secrets)
+    timeout: float
+    max_body: int
+    allow_paths: tuple[str, ...]
+    static_headers: tuple[tuple[str, str], ...]
+    forbidden_headers: frozenset[str]
+    credentials: CredentialProvider
+    client: httpx.AsyncClient
+    config: Any  # the validated IntegrationConfig, for status and later policies
+
+    @classmethod
+    def from_config(cls, name: str, cfg: Any) -> Integration:
+        """Build the runtime object (and its pooled client) from an ``IntegrationConfig``."""
+        base = cfg.effective_base_url().rstrip("/")
+        credentials = build_provider(cfg.auth, path=f"integrations.{name}.auth")
+        forbidden = {credentials.secret_header} if credentials.secret_header else set()
+        return cls(
+            name=name,
+            url_prefix=base,
+            origin=origin_of(httpx.URL(base)),
+            display_url=cfg.display_base_url(),
+            timeout=cfg.timeout,
+            max_body=cfg.max_body,
+            allow_paths=tuple(cfg.allow_paths),
+            static_headers=tuple((k.lower(), v) for k, v in cfg.headers.items()),
+            forbidden_headers=frozenset(forbidden),
+            credentials=credentials,
+            client=build_client(cfg.transport, timeout=cfg.timeout),
+            config=cfg,
+        )
+
+    def url_for(self, path: str, query: str) -> str:
+        """Join a validated relative path (no leading '/') under the base URL."""
+        url = f"{self.url_prefix}/{path}" if path else self.url_prefix
+        return f"{url}?{query}" if query else url
+
+    async def aclose(self) -> None:
+        """Close the pooled connections and stop credential work."""
+        await self.client.aclose()
+        await self.credentials.aclose()

@@ -1,0 +1,54 @@
+"""Name -> Integration, built once per config version and swapped as a whole."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from agent.engine.integration import Integration
+from agent.errors import ConfigError, ConfigProblem, UnknownIntegration
+
+__all__ = ["Registry"]
+
+
+class Registry:
+    """The integrations of one config version."""
+
+    def __init__(self, integrations: Mapping[str, Integration]) -> None:
+        self._by_name = dict(integrations)
+        self._names = ", ".join(sorted(self._by_name)) or "none configured"
+
+    @classmethod
+    def from_config(cls, integrations: Mapping[str, Any]) -> Registry:
+        """Build every integration; report every one that cannot be built, all at once."""
+        built: dict[str, Integration] = {}
+        problems: list[ConfigProblem] = []
+        for name, cfg in integrations.items():
+            try:
+                built[name] = Integration.from_config(name, cfg)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
+        if problems:
+            # The clients built so far hold no connection yet: dropping them releases nothing.
+            raise ConfigError(problems)
+        return cls(built)
+
+    def get(self, name: str) -> Integration:
+        """The integration called ``name``, or UnknownIntegration naming the ones that exist."""
+        integration = self._by_name.get(name)
+        if integration is None:
+            raise UnknownIntegration(
+                f"no integration named {name[:100]!r} is configured "
+                f"(configured: {self._names}); check the name or add it to the config"
+            )
+        return integration
+
+    def __iter__(self) -> Iterator[Integration]:
+        return iter(self._by_name.values())
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    async def aclose(self) -> None:
+        for integration in self._by_name.values():
+            await integration.aclose()

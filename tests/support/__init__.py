@@ -1,0 +1,1 @@
+"""Test helpers: a real loopback upstream, agent process control."""
