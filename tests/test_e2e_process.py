@@ -75,12 +75,13 @@ def test_sigterm_drains_in_flight_call_then_exits_zero(
     channel, stub = stub_for(agent_process)
     with channel:
         slow = stub.Call.future(
-            pb.CallRequest(integration="up", method="GET", path="/slow?delay=1.5"), timeout=20
+            pb.CallRequest(integration="up", method="GET", path="/slow?delay=1.5&id=drain"),
+            timeout=20,
         )
         # Wait until the slow call reached the upstream, then ask the agent to stop.
         seen = threading.Event()
         while not seen.is_set():
-            if any(r.path_qs.startswith("/slow") for r in upstream.requests):
+            if any(r.path_qs == "/slow?delay=1.5&id=drain" for r in upstream.requests):
                 seen.set()
             else:
                 seen.wait(0.01)
