@@ -33,6 +33,8 @@ class AgentApp:
         self.address = ""
 
     async def start(self) -> str:
+        for integration in self.registry:
+            await integration.credentials.start()
         self.address = await self.server.start()
         _log.info(
             "serving",

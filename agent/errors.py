@@ -144,7 +144,7 @@ class UpstreamUnreachable(AgentError):
 
 
 class CredentialsUnavailable(AgentError):
-    """A credential could not be obtained or refreshed; the message gives the reason, not the secret."""
+    """A credential could not be obtained or refreshed; the message says why, never the secret."""
 
     reason = "CREDENTIALS_UNAVAILABLE"
 
@@ -163,7 +163,7 @@ class UpstreamTimeout(AgentError):
 
 @dataclass(frozen=True, slots=True)
 class ConfigProblem:
-    """One problem in a configuration, located by its dotted path (``integrations.openai.timeout``)."""
+    """One problem in a configuration, located by its dotted path (``integrations.x.timeout``)."""
 
     path: str
     message: str

@@ -11,9 +11,20 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 
-__all__ = ["CallFinished", "EventHub", "UpstreamAttempt"]
+__all__ = [
+    "BreakerStateChanged",
+    "CallFinished",
+    "CredentialRefreshed",
+    "CredentialStateChanged",
+    "EventHub",
+    "RateLimitRejected",
+    "RetryScheduled",
+    "UpstreamAttempt",
+    "UpstreamHold",
+]
 
 _log = logging.getLogger(__name__)
 
@@ -47,6 +58,48 @@ class CallFinished:
     trace_id: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class BreakerStateChanged:
+    """An integration's circuit breaker moved between CLOSED, OPEN and HALF_OPEN."""
+
+    integration: str
+    old: str  # "CLOSED" | "OPEN" | "HALF_OPEN"
+    new: str
+    failure_rate: float = 0.0  # share of failed calls in the window that decided it (0..1)
+    slow_call_rate: float = 0.0  # share of slow calls in that window (0..1)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryScheduled:
+    """The call will be sent again after ``delay`` seconds."""
+
+    integration: str
+    attempt: int  # the attempt that just failed, 1-based
+    delay: float  # seconds until the next attempt
+    reason: str  # the status code ("503") or the error type ("UpstreamUnreachable")
+    from_retry_after: bool = False  # the delay came from the upstream's Retry-After
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitRejected:
+    """The limiter refused a call that could not start within ``max_wait`` or its deadline."""
+
+    integration: str
+    caller: str
+    retry_after: float  # seconds until a slot frees
+    reason: str  # "max_wait" | "deadline" | "caller_limit" | "concurrency"
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamHold:
+    """The upstream's own rate-limit signals made the limiter hold calls for ``hold_for`` seconds."""
+
+    integration: str
+    key: str  # "" = the whole integration; else a route or the upstream's bucket id
+    hold_for: float
+    source: str  # "retry_after" | "exhausted"
+
+
 class EventHub:
     """Publish/subscribe by event type; publishing with no subscribers costs one dict lookup."""
 
@@ -74,3 +127,29 @@ class EventHub:
                 if type(event) not in self._failed:
                     self._failed.add(type(event))
                     _log.exception("event subscriber failed for %s", type(event).__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRefreshed:
+    """One attempt to obtain or refresh an integration's credential finished."""
+
+    integration: str
+    ok: bool
+    expires_at: datetime | None  # of the new credential; None when unknown or on failure
+    reason: str = ""  # why it failed (safe to show: never the secret); "" when ok
+    trigger: str = ""  # "start" | "scheduled" | "expired" | "rejected" | "retry"
+    duration: float = 0.0  # seconds spent at the token endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialStateChanged:
+    """An integration's credential moved between pending, valid, degraded and failed.
+
+    ``degraded``: refreshing fails but the current credential is still valid; ``failed``: no valid
+    credential, calls get CREDENTIALS_UNAVAILABLE.
+    """
+
+    integration: str
+    old: str
+    new: str
+    reason: str = ""  # safe to show: never the secret

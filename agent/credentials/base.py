@@ -18,6 +18,11 @@ class CredentialProvider(Protocol):
 
     #: Lower-case name of the header this provider sets (callers may not send it), or None.
     secret_header: str | None
+    #: True when ``invalidate`` can lead to a different credential (so a 401 is worth one retry).
+    can_refresh: bool
+
+    async def start(self) -> None:
+        """Begin background work (file watching, refresh ahead of expiry); called at start-up."""
 
     async def apply(self, method: str, url: str, headers: dict[str, str], body: bytes) -> None:
         """Add the credential to ``headers`` (or sign the request); may await a refresh."""

@@ -15,6 +15,10 @@ class NoCredentials:
     """For integrations that need none (or whose URL is the secret, like webhooks)."""
 
     secret_header: str | None = None
+    can_refresh = False
+
+    async def start(self) -> None:
+        return None
 
     async def apply(self, method: str, url: str, headers: dict[str, str], body: bytes) -> None:
         return None
@@ -39,6 +43,10 @@ class StaticHeader:
         self.secret_header: str | None = header.lower()
         self._header = header.lower()  # the engine keys request headers by lower-case name
         self._value = value
+        self.can_refresh = False
+
+    async def start(self) -> None:
+        return None
 
     @classmethod
     def bearer(cls, token: str) -> StaticHeader:

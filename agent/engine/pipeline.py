@@ -144,14 +144,25 @@ class Engine:
     async def _exchange(
         self, integration: Integration, prepared: _Prepared, meta: CallMetrics
     ) -> httpx.Response:
-        """Send the request (with credentials) and follow same-origin redirects."""
+        """Send the request (with credentials) and follow same-origin redirects.
+
+        A 401 from an integration whose credential can be refreshed invalidates it and sends
+        the request once more with a fresh one (httpx's auth-flow shape).
+        """
         method, url, body = prepared.method, prepared.url, prepared.body
         headers = prepared.headers
-        for _ in range(_MAX_REDIRECTS + 1):
-            await integration.credentials.apply(method, url, headers, body)
+        credentials = integration.credentials
+        reauthenticated = False
+        for _ in range(_MAX_REDIRECTS + 2):
+            await credentials.apply(method, url, headers, body)
             request = integration.client.build_request(method, url, headers=headers, content=body)
             meta.attempts += 1
             response = await self._send(integration, request, meta.attempts)
+            if response.status_code == 401 and credentials.can_refresh and not reauthenticated:
+                reauthenticated = True
+                await response.aclose()
+                credentials.invalidate()
+                continue
             next_request = response.next_request
             if (
                 response.status_code not in _REDIRECTS
