@@ -25,7 +25,7 @@ class AgentApp:
     def __init__(self, config: Any, *, listen: str | None = None) -> None:
         self.config = config
         self.hub = EventHub()
-        self.registry = Registry.from_config(config.integrations)
+        self.registry = Registry.from_config(config.integrations, self.hub)
         self.engine = Engine(self.registry, self.hub)
         callers = CallerAuthenticator(config.callers)
         self.servicer = IntegrationAgentServicer(self.engine, callers, self.hub)

@@ -16,11 +16,15 @@ from typing import Any, TypeVar
 
 __all__ = [
     "BreakerStateChanged",
+    "CacheLookup",
     "CallFinished",
     "CredentialRefreshed",
     "CredentialStateChanged",
     "EventHub",
+    "FallbackUsed",
+    "LlmUsage",
     "RateLimitRejected",
+    "RateLimitWaited",
     "RetryScheduled",
     "UpstreamAttempt",
     "UpstreamHold",
@@ -153,3 +157,57 @@ class CredentialStateChanged:
     old: str
     new: str
     reason: str = ""  # safe to show: never the secret
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackUsed:
+    """A call moved on from ``integration`` to the next one of its ``fallback`` list."""
+
+    integration: str
+    fallback: str
+    reason: str  # "CIRCUIT_OPEN" | "RATE_LIMITED" | "UPSTREAM_UNREACHABLE" | "UPSTREAM_TIMEOUT" | status
+
+
+@dataclass(frozen=True, slots=True)
+class CacheLookup:
+    """A cacheable call looked in its integration's cache (``hit``) or went upstream."""
+
+    integration: str
+    hit: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitWaited:
+    """The limiter granted a call its slot after ``wait`` seconds (0.0 when it started at once).
+
+    Published once per granted acquisition, by whoever awaits ``Limiter.acquire`` (the engine),
+    on the call's own task; the rate-limit wait histogram and the server span read it.
+    """
+
+    integration: str
+    caller: str
+    wait: float  # seconds
+
+
+@dataclass(frozen=True, slots=True)
+class LlmUsage:
+    """An LLM integration (``IntegrationConfig.llm`` set) answered one call: GenAI facts only.
+
+    Published by the engine once per call that reached the upstream, after the whole body was
+    read (``call``) or when the stream ended (``stream``), on the call's own task. Never carries
+    prompt or completion content.
+    """
+
+    integration: str  # the integration that answered (after fallback)
+    caller: str
+    provider: str  # gen_ai.provider.name: IntegrationConfig.llm ("openai", "anthropic", ...)
+    endpoint: str  # the request path without its query (telemetry derives the operation from it)
+    request_model: str  # the request JSON's "model" ("" when absent, e.g. Gemini: in the path)
+    response_model: str  # the answer's "model" / "modelVersion" ("" when absent)
+    input_tokens: int  # from the answer's usage; -1 when it reported none
+    output_tokens: int  # -1 when it reported none
+    duration: float  # seconds from the first attempt's send to the end of the body or stream
+    status: int  # the final HTTP status; 0 when no answer came
+    error_type: str = ""  # "" on success; the status ("429") or the error type otherwise
+    finish_reasons: tuple[str, ...] = ()
+    streamed: bool = False

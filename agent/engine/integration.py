@@ -12,6 +12,10 @@ from typing import Any
 import httpx
 
 from agent.credentials import CredentialProvider, build_provider
+from agent.engine.build import build_breaker, build_cache, build_limiter, build_retry
+from agent.engine.types import OutboundResponse
+from agent.events import EventHub
+from agent.policies import CircuitBreaker, Limiter, ResponseCache, RetryPolicy, SingleFlight
 from agent.transport import build_client
 
 __all__ = ["Integration", "origin_of"]
@@ -38,11 +42,19 @@ class Integration:
     forbidden_headers: frozenset[str]
     credentials: CredentialProvider
     client: httpx.AsyncClient
-    config: Any  # the validated IntegrationConfig, for status and later policies
+    limiter: Limiter
+    breaker: CircuitBreaker | None
+    retry: RetryPolicy
+    cache: ResponseCache | None
+    flights: SingleFlight[OutboundResponse]  # coalesces identical concurrent cacheable GETs
+    failure_status: frozenset[int]  # HTTP answers the breaker counts as failures
+    fallback: tuple[str, ...]
+    llm: str | None  # gen_ai provider name for LLM integrations (token budgets, usage)
+    config: Any  # the validated IntegrationConfig
 
     @classmethod
-    def from_config(cls, name: str, cfg: Any) -> Integration:
-        """Build the runtime object (and its pooled client) from an ``IntegrationConfig``."""
+    def from_config(cls, name: str, cfg: Any, hub: EventHub) -> Integration:
+        """Build the runtime object (client, credentials, policies) from an IntegrationConfig."""
         base = cfg.effective_base_url().rstrip("/")
         credentials = build_provider(cfg.auth, path=f"integrations.{name}.auth")
         forbidden = {credentials.secret_header} if credentials.secret_header else set()
@@ -58,6 +70,16 @@ class Integration:
             forbidden_headers=frozenset(forbidden),
             credentials=credentials,
             client=build_client(cfg.transport, timeout=cfg.timeout),
+            limiter=build_limiter(name, cfg, hub),
+            breaker=build_breaker(name, cfg, hub),
+            retry=build_retry(name, cfg, hub),
+            cache=build_cache(cfg),
+            flights=SingleFlight(),
+            failure_status=frozenset(
+                s for s in range(100, 600) if cfg.circuit_breaker.is_failure_status(s)
+            ),
+            fallback=tuple(cfg.fallback),
+            llm=cfg.llm,
             config=cfg,
         )
 

@@ -1,20 +1,27 @@
-"""The path of one call through the engine: validate, prepare, send, answer.
+"""The path of one call through the engine (DESIGN.md), knowing nothing of gRPC::
 
-Policies (limits, breaker, retries, cache, fallback) slot in around ``_exchange``; this module
-knows nothing of gRPC. Timeouts: the call's own ``timeout`` if given, else the gRPC deadline,
-else the integration's ``timeout``; never past the deadline.
+    validate -> cache lookup (GET/HEAD) -> for integration in [target, *fallback]:
+        breaker.allow -> limiter.acquire -> retry loop:
+            credentials.apply -> send -> limiter.observe, breaker.record, retry.decide
+    -> cache store
+
+Time: the call's ``timeout`` (else its gRPC deadline) bounds the whole call, retries and
+fallbacks included; each attempt gets the integration's ``timeout`` or what remains, whichever
+is shorter. Fallback happens when an integration's breaker is open, its limit can't be met in
+``max_wait``, or its retries are spent on a retryable failure.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Final
 
 import httpx
 
-from agent.engine.integration import Integration, origin_of
+from agent.engine.attempts import Answer, AttemptRunner, Prepared
+from agent.engine.integration import Integration
 from agent.engine.registry import Registry
 from agent.engine.types import CallMetrics, OutboundRequest, OutboundResponse, ResponseStream
 from agent.engine.validate import (
@@ -24,28 +31,22 @@ from agent.engine.validate import (
     path_allowed,
     strip_hop_by_hop,
 )
-from agent.errors import BodyTooLarge, UpstreamTimeout
-from agent.events import EventHub, UpstreamAttempt
+from agent.errors import AgentError, BodyTooLarge, CircuitOpen, RateLimited
+from agent.events import CacheLookup, EventHub, FallbackUsed
+from agent.policies import (
+    CACHEABLE_METHODS,
+    Permit,
+    SSEUsage,
+    cache_key,
+    estimate_tokens,
+    extract_usage,
+    request_allows_cache,
+)
 from agent.transport import map_transport_error
-from agent.transport.errors import error_type
 
 __all__ = ["Engine"]
 
-_REDIRECTS: Final = frozenset({301, 302, 303, 307, 308})
-_MAX_REDIRECTS: Final = 5
-
-
-class _Prepared:
-    """A validated request ready to send (one per call; slots keep it cheap)."""
-
-    __slots__ = ("body", "headers", "method", "timeout", "url")
-
-    def __init__(self, method: str, url: str, headers: dict[str, str], body: bytes, timeout: float):
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.timeout = timeout
+_NO_PERMIT: Final = None
 
 
 class Engine:
@@ -54,55 +55,148 @@ class Engine:
     def __init__(self, registry: Registry, hub: EventHub) -> None:
         self.registry = registry
         self._hub = hub
+        self._attempts = AttemptRunner(hub)
 
-    # -- the two entry points -------------------------------------------------------------
+    # -- entry points ---------------------------------------------------------------------
 
     async def call(self, request: OutboundRequest) -> OutboundResponse:
         """One call whose whole answer is read before returning."""
-        integration = self.registry.get(request.integration)
-        prepared = self._prepare(integration, request)
-        meta = CallMetrics(integration=integration.name)
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(prepared.timeout):
-                response = await self._exchange(integration, prepared, meta)
-                try:
-                    body = await response.aread()
-                finally:
-                    await response.aclose()
-        except TimeoutError:
-            raise self._timeout_error(integration, prepared.timeout) from None
-        except httpx.HTTPError as exc:
-            raise map_transport_error(
-                exc, integration=integration.name, display_url=integration.display_url
-            ) from None
-        finally:
-            meta.upstream_duration = time.monotonic() - started
-        headers = strip_hop_by_hop(response.headers.multi_items(), decoded=True)
-        return OutboundResponse(response.status_code, tuple(headers), body, meta)
+        target = self.registry.get(request.integration)
+        prepared = self._prepare(target, request)
+        deadline = _overall_deadline(request)
+        cache = target.cache
+        if (
+            cache is None
+            or prepared.method not in CACHEABLE_METHODS
+            or not request_allows_cache(prepared.headers)
+        ):
+            return await self._call_chain(target, request, prepared, deadline)
+        key = cache_key(prepared.method, prepared.path_qs)
+        entry = cache.get(key)
+        if self._hub.has_subscribers(CacheLookup):
+            self._hub.publish(CacheLookup(target.name, entry is not None))
+        if entry is not None:
+            meta = CallMetrics(integration=target.name, cache_hit=True)
+            return OutboundResponse(entry.status, entry.headers, entry.body, meta)
+
+        async def fetch() -> OutboundResponse:
+            response = await self._call_chain(target, request, prepared, deadline)
+            if response.meta.integration == target.name:
+                lowered = {k.lower(): v for k, v in response.headers}
+                cache.put(key, response.status, lowered, response.body)
+            return response
+
+        response, shared = await target.flights.do(key, fetch)
+        if shared:  # a follower of an identical concurrent GET: same answer, no upstream call
+            return replace(response, meta=replace(response.meta, cache_hit=True, attempts=0))
+        return response
 
     async def stream(self, request: OutboundRequest) -> ResponseStream:
         """One call whose body is handed on chunk by chunk as the upstream sends it."""
-        integration = self.registry.get(request.integration)
-        prepared = self._prepare(integration, request)
-        meta = CallMetrics(integration=integration.name)
-        started = time.monotonic()
-        try:
-            async with asyncio.timeout(prepared.timeout):
-                response = await self._exchange(integration, prepared, meta)
-        except TimeoutError:
-            raise self._timeout_error(integration, prepared.timeout) from None
-        except httpx.HTTPError as exc:
-            raise map_transport_error(
-                exc, integration=integration.name, display_url=integration.display_url
-            ) from None
-        headers = strip_hop_by_hop(response.headers.multi_items(), decoded=True)
-        body = self._relay(integration, response, meta, started)
-        return ResponseStream(response.status_code, tuple(headers), body, meta)
+        target = self.registry.get(request.integration)
+        prepared = self._prepare(target, request)
+        deadline = _overall_deadline(request)
+        meta = CallMetrics(integration=target.name)
+        answer, integration, permit = await self._through_chain(
+            target, request, prepared, deadline, meta, streaming=True
+        )
+        headers = tuple(strip_hop_by_hop(answer.headers.multi_items(), decoded=True))
+        if answer.response is None:  # a failure answer, read whole
+            body = _once(answer.body)
+            if permit is not None:
+                permit.release()
+            return ResponseStream(answer.status, headers, body, meta)
+        usage = SSEUsage() if integration.llm else None
+        relay = self._relay(integration, answer.response, meta, permit, usage)
+        return ResponseStream(answer.status, headers, relay, meta)
 
-    # -- steps ----------------------------------------------------------------------------
+    # -- the chain of integrations ----------------------------------------------------------
 
-    def _prepare(self, integration: Integration, request: OutboundRequest) -> _Prepared:
+    async def _call_chain(
+        self,
+        target: Integration,
+        request: OutboundRequest,
+        prepared: Prepared,
+        deadline: float | None,
+    ) -> OutboundResponse:
+        meta = CallMetrics(integration=target.name)
+        answer, integration, permit = await self._through_chain(
+            target, request, prepared, deadline, meta, streaming=False
+        )
+        if permit is not None:
+            if integration.llm and answer.status < 300:
+                usage = extract_usage(answer.body)
+                if usage is not None:
+                    permit.correct(usage.total)
+            permit.release()
+        headers = tuple(strip_hop_by_hop(answer.headers.multi_items(), decoded=True))
+        return OutboundResponse(answer.status, headers, answer.body, meta)
+
+    async def _through_chain(
+        self,
+        target: Integration,
+        request: OutboundRequest,
+        prepared: Prepared,
+        deadline: float | None,
+        meta: CallMetrics,
+        *,
+        streaming: bool,
+    ) -> tuple[Answer, Integration, Permit | None]:
+        """Try the target, then its fallbacks; returns the answer, who gave it, and the permit
+        still held (released by the caller when the body has been handed on)."""
+        chain = self.registry.chain(target)
+        last_error: AgentError | None = None
+        spent: tuple[Answer, Integration] | None = None  # a retryable failure answer, kept
+        for index, integration in enumerate(chain):
+            if index:
+                try:
+                    prepared = self._prepare(integration, request)
+                except AgentError:
+                    continue  # this fallback cannot take the request as it stands
+                reason = last_error.reason if last_error else str(spent[0].status if spent else "")
+                if self._hub.has_subscribers(FallbackUsed):
+                    self._hub.publish(FallbackUsed(chain[index - 1].name, integration.name, reason))
+            meta.integration = integration.name
+            try:
+                if integration.breaker is not None:
+                    integration.breaker.allow()
+                tokens = self._tokens(integration, request)
+                permit = await integration.limiter.acquire(
+                    1, deadline=deadline, caller=request.caller, tokens=tokens
+                )
+            except (CircuitOpen, RateLimited) as error:
+                last_error = error
+                continue
+            meta.rate_limit_wait += permit.waited
+            try:
+                answer = await self._attempts.run(
+                    integration, prepared, meta, deadline, streaming=streaming
+                )
+            except AgentError as error:
+                permit.release()
+                if not _moves_on(error):
+                    raise
+                last_error = error
+                continue
+            except BaseException:
+                permit.release()
+                raise
+            if answer.retryable_failure and index + 1 < len(chain):
+                permit.release()
+                if spent is None:
+                    spent = (answer, integration)
+                continue
+            return answer, integration, permit
+        if spent is not None:  # every fallback failed too: the first upstream answer is the truth
+            meta.integration = spent[1].name
+            return spent[0], spent[1], _NO_PERMIT
+        assert last_error is not None
+        raise last_error
+
+    # -- steps ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _prepare(integration: Integration, request: OutboundRequest) -> Prepared:
         method = check_method(request.method)
         path, query = check_path(request.path)
         path_allowed(path, integration.allow_paths)
@@ -124,93 +218,37 @@ class Engine:
                 from_caller.add(key)
         if request.idempotency_key:
             headers["idempotency-key"] = request.idempotency_key
-        return _Prepared(
-            method,
-            integration.url_for(path, query),
-            headers,
-            request.body,
-            self._timeout_for(integration, request),
+        return Prepared(
+            method=method,
+            url=integration.url_for(path, query),
+            path_qs=f"{path}?{query}" if query else path,
+            headers=headers,
+            body=request.body,
+            idempotent_key=bool(request.idempotency_key),
         )
 
     @staticmethod
-    def _timeout_for(integration: Integration, request: OutboundRequest) -> float:
-        remaining = None if request.deadline is None else request.deadline - time.monotonic()
-        if request.timeout:
-            return request.timeout if remaining is None else min(request.timeout, remaining)
-        if remaining is not None:
-            return remaining
-        return integration.timeout
-
-    async def _exchange(
-        self, integration: Integration, prepared: _Prepared, meta: CallMetrics
-    ) -> httpx.Response:
-        """Send the request (with credentials) and follow same-origin redirects.
-
-        A 401 from an integration whose credential can be refreshed invalidates it and sends
-        the request once more with a fresh one (httpx's auth-flow shape).
-        """
-        method, url, body = prepared.method, prepared.url, prepared.body
-        headers = prepared.headers
-        credentials = integration.credentials
-        reauthenticated = False
-        for _ in range(_MAX_REDIRECTS + 2):
-            await credentials.apply(method, url, headers, body)
-            request = integration.client.build_request(method, url, headers=headers, content=body)
-            meta.attempts += 1
-            response = await self._send(integration, request, meta.attempts)
-            if response.status_code == 401 and credentials.can_refresh and not reauthenticated:
-                reauthenticated = True
-                await response.aclose()
-                credentials.invalidate()
-                continue
-            next_request = response.next_request
-            if (
-                response.status_code not in _REDIRECTS
-                or next_request is None
-                or origin_of(next_request.url) != integration.origin
-            ):
-                return response  # cross-origin redirects go back to the caller as they are
-            await response.aclose()
-            method, url = next_request.method, str(next_request.url)
-            if method == "GET" and prepared.method != "GET":
-                body = b""
-                headers = {k: v for k, v in headers.items() if k != "content-type"}
-        return response
-
-    async def _send(
-        self, integration: Integration, request: httpx.Request, attempt: int
-    ) -> httpx.Response:
-        started = time.monotonic()
-        try:
-            response = await integration.client.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            self._attempted(integration, request.method, 0, started, attempt, error_type(exc))
-            raise
-        self._attempted(integration, request.method, response.status_code, started, attempt, "")
-        return response
-
-    def _attempted(
-        self,
-        integration: Integration,
-        method: str,
-        status: int,
-        started: float,
-        attempt: int,
-        error: str,
-    ) -> None:
-        if self._hub.has_subscribers(UpstreamAttempt):
-            self._hub.publish(
-                UpstreamAttempt(
-                    integration.name, method, status, time.monotonic() - started, attempt, error
-                )
-            )
+    def _tokens(integration: Integration, request: OutboundRequest) -> int:
+        if request.tokens > 0:
+            return request.tokens
+        if integration.llm and request.body:
+            return estimate_tokens(request.body)
+        return 0
 
     async def _relay(
-        self, integration: Integration, response: httpx.Response, meta: CallMetrics, started: float
+        self,
+        integration: Integration,
+        response: httpx.Response,
+        meta: CallMetrics,
+        permit: Permit | None,
+        usage: SSEUsage | None,
     ) -> AsyncIterator[bytes]:
+        started = time.monotonic() - meta.upstream_duration
         try:
             async for chunk in response.aiter_bytes():
                 if chunk:
+                    if usage is not None:
+                        usage.feed(chunk)
                     yield chunk
         except httpx.HTTPError as exc:
             raise map_transport_error(
@@ -219,12 +257,28 @@ class Engine:
         finally:
             meta.upstream_duration = time.monotonic() - started
             await response.aclose()
+            if permit is not None:
+                if usage is not None:
+                    usage.close()
+                    if usage.usage is not None:
+                        permit.correct(usage.usage.total)
+                permit.release()
 
-    @staticmethod
-    def _timeout_error(integration: Integration, timeout: float) -> UpstreamTimeout:
-        return UpstreamTimeout(
-            f"integration '{integration.name}' did not answer within {timeout:.3f}s (the call's "
-            "timeout, its gRPC deadline or the integration's `timeout`, whichever is shortest); "
-            "raise it, or check the upstream",
-            integration=integration.name,
-        )
+
+def _overall_deadline(request: OutboundRequest) -> float | None:
+    """The whole call's deadline: its own timeout, else the gRPC deadline (the shorter)."""
+    deadline = request.deadline
+    if request.timeout:
+        own = time.monotonic() + request.timeout
+        deadline = own if deadline is None else min(deadline, own)
+    return deadline
+
+
+def _moves_on(error: AgentError) -> bool:
+    """Errors after which the next fallback is worth trying."""
+    return error.reason in ("UPSTREAM_UNREACHABLE", "UPSTREAM_TIMEOUT", "CIRCUIT_OPEN")
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    if body:
+        yield body

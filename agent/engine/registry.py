@@ -7,6 +7,7 @@ from typing import Any
 
 from agent.engine.integration import Integration
 from agent.errors import ConfigError, ConfigProblem, UnknownIntegration
+from agent.events import EventHub
 
 __all__ = ["Registry"]
 
@@ -17,15 +18,24 @@ class Registry:
     def __init__(self, integrations: Mapping[str, Integration]) -> None:
         self._by_name = dict(integrations)
         self._names = ", ".join(sorted(self._by_name)) or "none configured"
+        # [integration, *its fallbacks], resolved once (config checks guarantee the names exist).
+        self._chains = {
+            name: (integration, *(self._by_name[f] for f in integration.fallback))
+            for name, integration in self._by_name.items()
+        }
+
+    def chain(self, integration: Integration) -> tuple[Integration, ...]:
+        """The integration followed by its fallbacks, in order."""
+        return self._chains[integration.name]
 
     @classmethod
-    def from_config(cls, integrations: Mapping[str, Any]) -> Registry:
+    def from_config(cls, integrations: Mapping[str, Any], hub: EventHub) -> Registry:
         """Build every integration; report every one that cannot be built, all at once."""
         built: dict[str, Integration] = {}
         problems: list[ConfigProblem] = []
         for name, cfg in integrations.items():
             try:
-                built[name] = Integration.from_config(name, cfg)
+                built[name] = Integration.from_config(name, cfg, hub)
             except ConfigError as exc:
                 problems.extend(exc.problems)
         if problems:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import re
 import time
 from collections.abc import AsyncIterator
@@ -19,7 +18,7 @@ from google.protobuf import timestamp_pb2
 
 from agent.api.kilo.agent.v1 import agent_pb2 as pb
 from agent.api.kilo.agent.v1 import agent_pb2_grpc as pb_grpc
-from agent.engine import Engine, OutboundRequest
+from agent.engine import CircuitState, Engine, OutboundRequest
 from agent.errors import AgentError, ShuttingDown
 from agent.events import CallFinished, EventHub
 from agent.server.callers import CallerAuthenticator
@@ -29,6 +28,11 @@ from agent.server.status import to_grpc_status
 __all__ = ["IntegrationAgentServicer"]
 
 _log = logging.getLogger("agent.server")
+_CIRCUIT = {
+    CircuitState.CLOSED: pb.CLOSED,
+    CircuitState.OPEN: pb.OPEN,
+    CircuitState.HALF_OPEN: pb.HALF_OPEN,
+}
 _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}")
 
 
@@ -151,11 +155,12 @@ class IntegrationAgentServicer(pb_grpc.IntegrationAgentServicer):
             await _abort(context, error)
         statuses = []
         for integration in self._engine.registry:
+            breaker = integration.breaker
             status = pb.IntegrationStatus(
                 name=integration.name,
                 base_url=integration.display_url,
-                circuit_state=pb.CIRCUIT_STATE_UNSPECIFIED,  # no breaker until policies land
-                rate_limit_available=math.inf,  # no limiter configured: unlimited
+                circuit_state=_CIRCUIT[breaker.state] if breaker else pb.CIRCUIT_STATE_UNSPECIFIED,
+                rate_limit_available=integration.limiter.available(),
                 credential_state=integration.credentials.state(),
             )
             expires = integration.credentials.expires_at()

@@ -13,6 +13,7 @@ import base64
 import gzip
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ class Seen:
     path_qs: str
     headers: dict[str, str]
     body: bytes
+    at: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -123,6 +125,26 @@ def _app(state: Upstream) -> web.Application:
             headers={"Content-Encoding": "gzip", "Content-Type": "application/json"},
         )
 
+    counters: dict[str, int] = {}
+
+    async def flaky(request: web.Request) -> web.Response:
+        """The first ``fail`` requests of ``id`` get ``status`` (503), then 200."""
+        key = request.query["id"]
+        counters[key] = counters.get(key, 0) + 1
+        if counters[key] <= int(request.query.get("fail", "1")):
+            headers = {}
+            if "retry_after" in request.query:
+                headers["Retry-After"] = request.query["retry_after"]
+            status = int(request.query.get("status", "503"))
+            return web.json_response({"attempt": counters[key]}, status=status, headers=headers)
+        return web.json_response({"attempt": counters[key]})
+
+    async def reset(request: web.Request) -> web.Response:
+        """Drops the connection without an answer (a reset, as a crashed upstream does)."""
+        assert request.transport is not None
+        request.transport.abort()
+        return web.Response()
+
     async def chat(request: web.Request) -> web.Response:
         await request.read()
         return web.json_response(
@@ -139,6 +161,8 @@ def _app(state: Upstream) -> web.Application:
     app.router.add_get("/big", big)
     app.router.add_get("/gzip", gz)
     app.router.add_post("/openai/v1/chat/completions", chat)
+    app.router.add_route("*", "/flaky", flaky)
+    app.router.add_route("*", "/reset", reset)
     return app
 
 
