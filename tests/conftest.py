@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import grpc
 import pytest
+import yaml
 
 from agent.api.kilo.agent.v1 import agent_pb2_grpc as pb_grpc
 from agent.app import AgentApp
 from agent.config import parse_config
+from tests.support.process import AgentProcess
+from tests.support.process import start_agent as start_agent_process_sync
 from tests.support.upstream import Upstream, run_upstream
 
 SECRET = "sk-test-Zq8vTt3rXbLm4WcN"  # the bearer token the agent injects; must never leak
@@ -47,6 +51,7 @@ def base_config(upstream_url: str, **integration_overrides: Any) -> dict[str, An
 
 
 Started = tuple[AgentApp, pb_grpc.IntegrationAgentStub, grpc.aio.Channel]
+StartedProcess = tuple[AgentProcess, pb_grpc.IntegrationAgentStub, grpc.aio.Channel]
 
 
 @pytest.fixture
@@ -66,6 +71,32 @@ async def start_agent() -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[St
     for app, _stub, channel in running:
         await channel.close()
         await app.stop()
+
+
+@pytest.fixture
+async def start_agent_process(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> AsyncIterator[Callable[[dict[str, Any]], Awaitable[StartedProcess]]]:
+    """Start real ``kilo-agent serve`` processes from config dicts; stopped after the test.
+
+    Each must exit 0 on SIGTERM and print no secret of the test config.
+    """
+    running: list[StartedProcess] = []
+
+    async def start(config: dict[str, Any]) -> StartedProcess:
+        path = tmp_path_factory.mktemp("agent") / "agent.yaml"
+        path.write_text(yaml.safe_dump(config))
+        process = await asyncio.to_thread(start_agent_process_sync, path)
+        channel = grpc.aio.insecure_channel(process.address)
+        started = (process, pb_grpc.IntegrationAgentStub(channel), channel)
+        running.append(started)
+        return started
+
+    yield start
+    for process, _stub, channel in running:
+        await channel.close()
+        assert await asyncio.to_thread(process.stop) == 0
+        assert SECRET not in process.output()
 
 
 @pytest.fixture

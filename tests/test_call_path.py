@@ -367,3 +367,12 @@ async def test_health_and_reflection(agent) -> None:
     names = {s.name for s in answer.list_services_response.service}
     assert "kilo.agent.v1.IntegrationAgent" in names
     assert "grpc.health.v1.Health" in names
+
+
+async def test_http2_transport_option_serves_calls(start_agent, upstream) -> None:
+    config = base_config(upstream.url)
+    config["integrations"]["h2"] = {"base_url": f"{upstream.url}/echo", "transport": {"http2": True}}
+    _app, stub, _ = await start_agent(config)
+    response = await stub.Call(req("h2", method="POST", path="/x", body=b"payload"))
+    assert response.status == 200
+    assert base64.b64decode(json.loads(response.body)["body_b64"]) == b"payload"

@@ -143,7 +143,7 @@ def test_defaults_are_specs() -> None:
     assert breaker.is_failure_status(500)
     assert breaker.is_failure_status(503)
     assert not breaker.is_failure_status(429)
-    assert svc.transport.http2
+    assert not svc.transport.http2  # HTTP/1.1 through aiohttp unless asked
     assert svc.transport.verify
     assert (svc.transport.max_connections, svc.transport.max_keepalive_connections) == (64, 32)
 

@@ -1,4 +1,4 @@
-"""Policies on the real call path: an in-process agent, real gRPC, a fault-injecting upstream."""
+"""Policies end to end: a real agent process, real gRPC, a fault-injecting loopback upstream."""
 
 from __future__ import annotations
 
@@ -36,8 +36,8 @@ def hits(upstream, prefix: str) -> list:  # type: ignore[no-untyped-def]
     return [r for r in upstream.requests if r.path_qs.startswith(prefix)]
 
 
-async def test_retry_after_503_succeeds(start_agent, upstream) -> None:
-    _app, stub, _ = await start_agent(config_with(upstream.url, r={"retry": FAST_RETRY}))
+async def test_retry_after_503_succeeds(start_agent_process, upstream) -> None:
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, r={"retry": FAST_RETRY}))
     key = uid()
     response = await stub.Call(req("r", f"/flaky?fail=2&id={key}"))
     assert response.status == 200
@@ -45,15 +45,15 @@ async def test_retry_after_503_succeeds(start_agent, upstream) -> None:
     assert len(hits(upstream, f"/flaky?fail=2&id={key}")) == 3
 
 
-async def test_retries_spent_return_the_upstream_answer(start_agent, upstream) -> None:
-    _app, stub, _ = await start_agent(config_with(upstream.url, r={"retry": FAST_RETRY}))
+async def test_retries_spent_return_the_upstream_answer(start_agent_process, upstream) -> None:
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, r={"retry": FAST_RETRY}))
     response = await stub.Call(req("r", f"/flaky?fail=9&id={uid()}"))
     assert response.status == 503
     assert response.meta.attempts == 3
 
 
-async def test_post_is_retried_only_with_an_idempotency_key(start_agent, upstream) -> None:
-    _app, stub, _ = await start_agent(config_with(upstream.url, r={"retry": FAST_RETRY}))
+async def test_post_is_retried_only_with_an_idempotency_key(start_agent_process, upstream) -> None:
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, r={"retry": FAST_RETRY}))
     plain = await stub.Call(req("r", f"/flaky?fail=1&id={uid()}", method="POST"))
     assert plain.status == 503
     assert plain.meta.attempts == 1
@@ -69,16 +69,16 @@ async def test_post_is_retried_only_with_an_idempotency_key(start_agent, upstrea
     )
 
 
-async def test_non_retryable_status_is_not_retried(start_agent, upstream) -> None:
-    _app, stub, _ = await start_agent(config_with(upstream.url, r={"retry": FAST_RETRY}))
+async def test_non_retryable_status_is_not_retried(start_agent_process, upstream) -> None:
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, r={"retry": FAST_RETRY}))
     response = await stub.Call(req("r", f"/flaky?fail=1&status=500&id={uid()}"))
     assert response.status == 500
     assert response.meta.attempts == 1
 
 
-async def test_retry_after_header_is_honoured(start_agent, upstream) -> None:
+async def test_retry_after_header_is_honoured(start_agent_process, upstream) -> None:
     retry = {**FAST_RETRY, "max_attempts": 2}
-    _app, stub, _ = await start_agent(
+    _app, stub, _ = await start_agent_process(
         config_with(upstream.url, r={"retry": retry, "rate_limit": {"adaptive": False}})
     )
     key = uid()
@@ -88,9 +88,9 @@ async def test_retry_after_header_is_honoured(start_agent, upstream) -> None:
     assert second.at - first.at >= 0.95
 
 
-async def test_retry_after_beyond_the_deadline_is_not_waited_for(start_agent, upstream) -> None:
+async def test_retry_after_beyond_the_deadline_is_not_waited_for(start_agent_process, upstream) -> None:
     retry = {**FAST_RETRY, "max_attempts": 2}
-    _app, stub, _ = await start_agent(
+    _app, stub, _ = await start_agent_process(
         config_with(upstream.url, r={"retry": retry, "rate_limit": {"adaptive": False}})
     )
     started = time.monotonic()
@@ -102,8 +102,8 @@ async def test_retry_after_beyond_the_deadline_is_not_waited_for(start_agent, up
     assert time.monotonic() - started < 3
 
 
-async def test_connection_reset_is_retried_then_unreachable(start_agent, upstream) -> None:
-    _app, stub, _ = await start_agent(config_with(upstream.url, r={"retry": FAST_RETRY}))
+async def test_connection_reset_is_retried_then_unreachable(start_agent_process, upstream) -> None:
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, r={"retry": FAST_RETRY}))
     upstream.clear()
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await stub.Call(req("r", "/reset"))
@@ -113,9 +113,9 @@ async def test_connection_reset_is_retried_then_unreachable(start_agent, upstrea
     assert len(hits(upstream, "/reset")) == 3
 
 
-async def test_breaker_opens_fails_fast_and_closes_again(start_agent, upstream) -> None:
+async def test_breaker_opens_fails_fast_and_closes_again(start_agent_process, upstream) -> None:
     breaker = {"minimum_calls": 4, "failure_rate": 0.5, "open_for": "1s", "half_open_calls": 1}
-    _app, stub, _ = await start_agent(
+    _app, stub, _ = await start_agent_process(
         config_with(upstream.url, b={"circuit_breaker": breaker, "retry": {"max_attempts": 1}})
     )
     for _ in range(4):
@@ -137,10 +137,10 @@ async def test_breaker_opens_fails_fast_and_closes_again(start_agent, upstream) 
 
 
 async def test_rate_limit_rejects_with_retry_info_when_it_cannot_wait(
-    start_agent, upstream
+    start_agent_process, upstream
 ) -> None:
     limit = {"requests_per_second": 2, "burst": 2, "max_wait": "0s", "adaptive": False}
-    _app, stub, _ = await start_agent(config_with(upstream.url, l={"rate_limit": limit}))
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, l={"rate_limit": limit}))
     for _ in range(2):
         assert (await stub.Call(req("l", "/status/200"))).status == 200
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -153,9 +153,9 @@ async def test_rate_limit_rejects_with_retry_info_when_it_cannot_wait(
     assert {i.name: i.rate_limit_available for i in listed.integrations}["l"] < 1
 
 
-async def test_rate_limit_queues_up_to_max_wait(start_agent, upstream) -> None:
+async def test_rate_limit_queues_up_to_max_wait(start_agent_process, upstream) -> None:
     limit = {"requests_per_second": 5, "burst": 1, "max_wait": "2s", "adaptive": False}
-    _app, stub, _ = await start_agent(config_with(upstream.url, l={"rate_limit": limit}))
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, l={"rate_limit": limit}))
     answers = await asyncio.gather(*(stub.Call(req("l", "/status/200")) for _ in range(4)))
     assert all(a.status == 200 for a in answers)
     waits = sorted(a.meta.rate_limit_wait.ToTimedelta().total_seconds() for a in answers)
@@ -163,9 +163,9 @@ async def test_rate_limit_queues_up_to_max_wait(start_agent, upstream) -> None:
     assert waits[-1] == pytest.approx(0.6, abs=0.1)  # the fourth call starts 3 x 200 ms later
 
 
-async def test_adaptive_limit_holds_calls_after_upstream_429(start_agent, upstream) -> None:
+async def test_adaptive_limit_holds_calls_after_upstream_429(start_agent_process, upstream) -> None:
     limit = {"max_wait": "0s", "adaptive": True}
-    _app, stub, _ = await start_agent(
+    _app, stub, _ = await start_agent_process(
         config_with(upstream.url, a={"rate_limit": limit, "retry": {"max_attempts": 1}})
     )
     response = await stub.Call(req("a", f"/flaky?fail=1&status=429&retry_after=5&id={uid()}"))
@@ -179,7 +179,7 @@ async def test_adaptive_limit_holds_calls_after_upstream_429(start_agent, upstre
     assert upstream.requests == []  # held by the agent, not spent on another 429
 
 
-async def test_fallback_answers_when_the_target_is_down(start_agent, upstream) -> None:
+async def test_fallback_answers_when_the_target_is_down(start_agent_process, upstream) -> None:
     config = config_with(
         upstream.url,
         backup={"retry": {"max_attempts": 1}},
@@ -189,20 +189,20 @@ async def test_fallback_answers_when_the_target_is_down(start_agent, upstream) -
             "fallback": ["backup"],
         },
     )
-    _app, stub, _ = await start_agent(config)
+    _app, stub, _ = await start_agent_process(config)
     response = await stub.Call(req("primary", "/status/200"))
     assert response.status == 200
     assert response.meta.integration == "backup"
     assert response.meta.attempts == 2
 
 
-async def test_fallback_after_retryable_failures(start_agent, upstream) -> None:
+async def test_fallback_after_retryable_failures(start_agent_process, upstream) -> None:
     config = config_with(
         upstream.url,
         backup={"base_url": f"{upstream.url}/echo", "retry": {"max_attempts": 1}},
         primary={"retry": FAST_RETRY, "fallback": ["backup"]},
     )
-    _app, stub, _ = await start_agent(config)
+    _app, stub, _ = await start_agent_process(config)
     response = await stub.Call(req("primary", f"/flaky?fail=9&id={uid()}"))
     assert response.status == 200
     assert response.meta.integration == "backup"
@@ -210,9 +210,9 @@ async def test_fallback_after_retryable_failures(start_agent, upstream) -> None:
 
 
 async def test_cache_serves_repeat_gets_and_coalesces_concurrent_ones(
-    start_agent, upstream
+    start_agent_process, upstream
 ) -> None:
-    _app, stub, _ = await start_agent(config_with(upstream.url, c={"cache": {"ttl": "30s"}}))
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, c={"cache": {"ttl": "30s"}}))
     key = uid()
     first = await stub.Call(req("c", f"/echo/cached?{key}"))
     again = await stub.Call(req("c", f"/echo/cached?{key}"))
@@ -229,9 +229,9 @@ async def test_cache_serves_repeat_gets_and_coalesces_concurrent_ones(
     assert post.meta.cache_hit is False  # only GET and HEAD are cached
 
 
-async def test_token_budget_charges_estimate_and_corrects_from_usage(start_agent, upstream) -> None:
+async def test_token_budget_charges_estimate_and_corrects_from_usage(start_agent_process, upstream) -> None:
     limit = {"tokens_per_minute": 1000, "max_wait": "0s", "adaptive": False}
-    _app, stub, _ = await start_agent(
+    _app, stub, _ = await start_agent_process(
         config_with(upstream.url, llm={"rate_limit": limit, "llm": "openai"})
     )
     body = b'{"model": "gpt-4o-mini", "max_tokens": 900, "messages": []}'
@@ -244,9 +244,9 @@ async def test_token_budget_charges_estimate_and_corrects_from_usage(start_agent
     assert details_of(caught.value).reason == "RATE_LIMITED"
 
 
-async def test_max_concurrent_bulkhead(start_agent, upstream) -> None:
+async def test_max_concurrent_bulkhead(start_agent_process, upstream) -> None:
     limit = {"max_concurrent": 2, "max_wait": "0s", "adaptive": False}
-    _app, stub, _ = await start_agent(config_with(upstream.url, bh={"rate_limit": limit}))
+    _app, stub, _ = await start_agent_process(config_with(upstream.url, bh={"rate_limit": limit}))
     slow = [asyncio.ensure_future(stub.Call(req("bh", f"/slow?delay=0.5&b={i}"))) for i in range(2)]
     deadline = time.monotonic() + 5
     while len(hits(upstream, "/slow?delay=0.5&b=")) < 2 and time.monotonic() < deadline:

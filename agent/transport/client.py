@@ -1,9 +1,9 @@
 """httpx client factory: built once per integration at start-up, reused by every call.
 
-Tuned after ../shared/reference/performance.md: httpcore scans its pool on every request, so the
-pool is sized (not left unbounded), HTTP/2 is offered to upstreams that negotiate it over TLS
-(one multiplexed connection instead of a pool scan), and ``sniffio`` is installed so httpcore
-detects asyncio cheaply. Redirects are handled by the engine (same origin only), so the client
+Tuned after ../shared/reference/performance.md and benchmarks/README.md: by default requests go
+through aiohttp's asyncio-native pool under httpx's API (httpcore's pool scan and anyio layer
+cost ~2x the CPU per call); ``transport.http2: true`` selects httpx's own transport with HTTP/2
+for upstreams that negotiate it over TLS. The pool is sized from config, never unbounded. Redirects are handled by the engine (same origin only), so the client
 never follows them on its own.
 """
 
@@ -13,6 +13,8 @@ import ssl
 from typing import Any
 
 import httpx
+
+from agent.transport.aiohttp_transport import AiohttpTransport
 
 __all__ = ["build_client"]
 
@@ -27,11 +29,14 @@ def build_client(transport_cfg: Any, *, timeout: float) -> httpx.AsyncClient:
     verify: ssl.SSLContext | bool = transport_cfg.verify
     if transport_cfg.verify and transport_cfg.ca_file:
         verify = ssl.create_default_context(cafile=transport_cfg.ca_file)
+    transport: httpx.AsyncBaseTransport
+    if transport_cfg.http2:
+        transport = httpx.AsyncHTTPTransport(http2=True, limits=limits, verify=verify)
+    else:
+        transport = AiohttpTransport(limits=limits, verify=verify)
     return httpx.AsyncClient(
-        http2=transport_cfg.http2,
-        limits=limits,
+        transport=transport,
         timeout=httpx.Timeout(timeout),
-        verify=verify,
         follow_redirects=False,
         trust_env=False,  # no proxy/netrc surprises from the environment: the config is the truth
         headers={"User-Agent": "kilo-agent"},
