@@ -110,6 +110,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="print JSON instead of a table")
     _add_target_args(status)
+
+    demo = commands.add_parser(
+        "demo",
+        help="a self-contained tour of the policies on loopback",
+        description="Start a fake upstream and an agent on loopback and show, call by call, "
+        "rate limiting, a retry, a breaker opening and closing, a fallback, the cache and a "
+        "token refresh. Needs no config and no network; stops by itself (about 10s).",
+    )
+    demo.add_argument("--fast", action="store_true", help="shorter waits (for tests)")
     return parser
 
 
@@ -151,6 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve(args)
     if args.command == "check-config":
         return _check_config(args)
+    if args.command == "demo":
+        from agent.demo import run_demo
+
+        return run_demo(fast=args.fast)
     from agent import client_cli
 
     if args.command == "call":

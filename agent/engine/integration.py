@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from agent.credentials import CredentialProvider, build_provider
+from agent.credentials import CredentialProvider, build_provider, transport_ca_file
 from agent.engine.build import build_breaker, build_cache, build_limiter, build_retry
 from agent.engine.types import OutboundResponse
 from agent.events import EventHub
@@ -56,8 +56,10 @@ class Integration:
     def from_config(cls, name: str, cfg: Any, hub: EventHub) -> Integration:
         """Build the runtime object (client, credentials, policies) from an IntegrationConfig."""
         base = cfg.effective_base_url().rstrip("/")
-        credentials = build_provider(cfg.auth, path=f"integrations.{name}.auth")
-        forbidden = {credentials.secret_header} if credentials.secret_header else set()
+        credentials = build_provider(cfg.auth, path=f"integrations.{name}.auth", name=name, hub=hub)
+        forbidden = set(cfg.auth.injected_headers())
+        if credentials.secret_header:
+            forbidden.add(credentials.secret_header)
         return cls(
             name=name,
             url_prefix=base,
@@ -69,7 +71,9 @@ class Integration:
             static_headers=tuple((k.lower(), v) for k, v in cfg.headers.items()),
             forbidden_headers=frozenset(forbidden),
             credentials=credentials,
-            client=build_client(cfg.transport, timeout=cfg.timeout),
+            client=build_client(
+                cfg.transport, timeout=cfg.timeout, ca_file=transport_ca_file(cfg.auth)
+            ),
             limiter=build_limiter(name, cfg, hub),
             breaker=build_breaker(name, cfg, hub),
             retry=build_retry(name, cfg, hub),

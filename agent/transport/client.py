@@ -19,16 +19,23 @@ from agent.transport.aiohttp_transport import AiohttpTransport
 __all__ = ["build_client"]
 
 
-def build_client(transport_cfg: Any, *, timeout: float) -> httpx.AsyncClient:
-    """Create the pooled client for one integration from its ``transport`` config block."""
+def build_client(
+    transport_cfg: Any, *, timeout: float, ca_file: str | None = None
+) -> httpx.AsyncClient:
+    """Create the pooled client for one integration from its ``transport`` config block.
+
+    ``ca_file`` is a CA bundle the credentials imply (the Kubernetes service-account CA); the
+    config's own ``transport.ca_file`` wins over it.
+    """
     limits = httpx.Limits(
         max_connections=transport_cfg.max_connections,
         max_keepalive_connections=transport_cfg.max_keepalive_connections,
         keepalive_expiry=transport_cfg.keepalive_expiry,
     )
     verify: ssl.SSLContext | bool = transport_cfg.verify
-    if transport_cfg.verify and transport_cfg.ca_file:
-        verify = ssl.create_default_context(cafile=transport_cfg.ca_file)
+    cafile = transport_cfg.ca_file or ca_file
+    if transport_cfg.verify and cafile:
+        verify = ssl.create_default_context(cafile=cafile)
     transport: httpx.AsyncBaseTransport
     if transport_cfg.http2:
         transport = httpx.AsyncHTTPTransport(http2=True, limits=limits, verify=verify)
