@@ -8,11 +8,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from typing import Any
 
 from agent.engine import Engine, Registry
 from agent.events import EventHub
 from agent.server import CallerAuthenticator, GrpcServer, IntegrationAgentServicer
+from agent.telemetry import Telemetry
 
 __all__ = ["AgentApp", "run"]
 
@@ -22,20 +24,39 @@ _log = logging.getLogger("agent")
 class AgentApp:
     """One running agent: registry, engine, gRPC server."""
 
-    def __init__(self, config: Any, *, listen: str | None = None) -> None:
+    def __init__(
+        self,
+        config: Any,
+        *,
+        listen: str | None = None,
+        telemetry: Callable[[Any, EventHub], Telemetry] = Telemetry,
+    ) -> None:
         self.config = config
         self.hub = EventHub()
+        # Before anything publishes: telemetry subscribes to the hub (tests pass their own).
+        self.telemetry = telemetry(config.telemetry, self.hub)
         self.registry = Registry.from_config(config.integrations, self.hub)
+        self.telemetry.instrument_integrations(self.registry)
+        self.telemetry.watch_credentials(
+            lambda: [(i.name, i.credentials.expires_at()) for i in self.registry]
+        )
         self.engine = Engine(self.registry, self.hub)
         callers = CallerAuthenticator(config.callers)
-        self.servicer = IntegrationAgentServicer(self.engine, callers, self.hub)
-        self.server = GrpcServer(self.servicer, listen or config.listen.grpc)
+        self.servicer = IntegrationAgentServicer(
+            self.engine, callers, self.hub, trace_id=self.telemetry.trace_id_source
+        )
+        self.server = GrpcServer(
+            self.servicer,
+            listen or config.listen.grpc,
+            interceptors=self.telemetry.interceptors,
+        )
         self.address = ""
 
     async def start(self) -> str:
         for integration in self.registry:
             await integration.credentials.start()
         self.address = await self.server.start()
+        self.telemetry.start(self.address)
         _log.info(
             "serving",
             extra={
@@ -54,6 +75,7 @@ class AgentApp:
         if not drained:
             _log.warning("grace period over: cancelled the calls still in flight")
         await self.registry.aclose()
+        await self.telemetry.aclose()  # audit lines, spans, metrics: flushed within a limit
         _log.info("stopped")
 
     async def serve_until_signal(self) -> None:

@@ -25,6 +25,7 @@ __all__ = [
     "LlmUsage",
     "RateLimitRejected",
     "RateLimitWaited",
+    "RedisStateChanged",
     "RetryScheduled",
     "UpstreamAttempt",
     "UpstreamHold",
@@ -96,7 +97,7 @@ class RateLimitRejected:
 
 @dataclass(frozen=True, slots=True)
 class UpstreamHold:
-    """The upstream's own rate-limit signals made the limiter hold calls for ``hold_for`` seconds."""
+    """The upstream's own rate-limit signals made the limiter hold calls ``hold_for`` seconds."""
 
     integration: str
     key: str  # "" = the whole integration; else a route or the upstream's bucket id
@@ -165,7 +166,7 @@ class FallbackUsed:
 
     integration: str
     fallback: str
-    reason: str  # "CIRCUIT_OPEN" | "RATE_LIMITED" | "UPSTREAM_UNREACHABLE" | "UPSTREAM_TIMEOUT" | status
+    reason: str  # an error reason (e.g. "CIRCUIT_OPEN", "RATE_LIMITED") or the HTTP status
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,3 +212,19 @@ class LlmUsage:
     error_type: str = ""  # "" on success; the status ("429") or the error type otherwise
     finish_reasons: tuple[str, ...] = ()
     streamed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RedisStateChanged:
+    """The shared Redis became reachable (``available``) or unreachable; published once per change.
+
+    ``fallback`` says what ``scope: global`` limits do while it is away: ``"local"`` (each agent
+    enforces its share on its own) or ``"deny"`` (calls fail with RATE_LIMITER_UNAVAILABLE).
+    Telemetry turns it into the ``kilo.redis.available`` gauge; the warning is logged by the
+    publisher, once per change.
+    """
+
+    available: bool
+    url: str  # safe to show: the password is masked
+    reason: str = ""  # why it is unreachable (an error type), "" when available
+    fallback: str = "local"

@@ -371,7 +371,10 @@ async def test_health_and_reflection(agent) -> None:
 
 async def test_http2_transport_option_serves_calls(start_agent, upstream) -> None:
     config = base_config(upstream.url)
-    config["integrations"]["h2"] = {"base_url": f"{upstream.url}/echo", "transport": {"http2": True}}
+    config["integrations"]["h2"] = {
+        "base_url": f"{upstream.url}/echo",
+        "transport": {"http2": True},
+    }
     _app, stub, _ = await start_agent(config)
     response = await stub.Call(req("h2", method="POST", path="/x", body=b"payload"))
     assert response.status == 200

@@ -39,7 +39,7 @@ def test_text_format_is_one_readable_line(stream: io.StringIO) -> None:
     assert "warning" in line
     assert "redis unreachable" in line
     assert "dependency=redis" in line
-    with pytest.raises(ValueError):  # not JSON
+    with pytest.raises(json.JSONDecodeError):  # not JSON
         json.loads(line)
 
 

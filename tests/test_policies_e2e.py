@@ -88,7 +88,9 @@ async def test_retry_after_header_is_honoured(start_agent_process, upstream) -> 
     assert second.at - first.at >= 0.95
 
 
-async def test_retry_after_beyond_the_deadline_is_not_waited_for(start_agent_process, upstream) -> None:
+async def test_retry_after_beyond_the_deadline_is_not_waited_for(
+    start_agent_process, upstream
+) -> None:
     retry = {**FAST_RETRY, "max_attempts": 2}
     _app, stub, _ = await start_agent_process(
         config_with(upstream.url, r={"retry": retry, "rate_limit": {"adaptive": False}})
@@ -212,7 +214,9 @@ async def test_fallback_after_retryable_failures(start_agent_process, upstream) 
 async def test_cache_serves_repeat_gets_and_coalesces_concurrent_ones(
     start_agent_process, upstream
 ) -> None:
-    _app, stub, _ = await start_agent_process(config_with(upstream.url, c={"cache": {"ttl": "30s"}}))
+    _app, stub, _ = await start_agent_process(
+        config_with(upstream.url, c={"cache": {"ttl": "30s"}})
+    )
     key = uid()
     first = await stub.Call(req("c", f"/echo/cached?{key}"))
     again = await stub.Call(req("c", f"/echo/cached?{key}"))
@@ -229,7 +233,9 @@ async def test_cache_serves_repeat_gets_and_coalesces_concurrent_ones(
     assert post.meta.cache_hit is False  # only GET and HEAD are cached
 
 
-async def test_token_budget_charges_estimate_and_corrects_from_usage(start_agent_process, upstream) -> None:
+async def test_token_budget_charges_estimate_and_corrects_from_usage(
+    start_agent_process, upstream
+) -> None:
     limit = {"tokens_per_minute": 1000, "max_wait": "0s", "adaptive": False}
     _app, stub, _ = await start_agent_process(
         config_with(upstream.url, llm={"rate_limit": limit, "llm": "openai"})

@@ -22,6 +22,7 @@ import httpx
 
 from agent.engine.attempts import Answer, AttemptRunner, Prepared
 from agent.engine.integration import Integration
+from agent.engine.llm import request_model, response_model
 from agent.engine.registry import Registry
 from agent.engine.types import CallMetrics, OutboundRequest, OutboundResponse, ResponseStream
 from agent.engine.validate import (
@@ -32,11 +33,12 @@ from agent.engine.validate import (
     strip_hop_by_hop,
 )
 from agent.errors import AgentError, BodyTooLarge, CircuitOpen, RateLimited
-from agent.events import CacheLookup, EventHub, FallbackUsed
+from agent.events import CacheLookup, EventHub, FallbackUsed, LlmUsage, RateLimitWaited
 from agent.policies import (
     CACHEABLE_METHODS,
     Permit,
     SSEUsage,
+    TokenUsage,
     cache_key,
     estimate_tokens,
     extract_usage,
@@ -107,7 +109,7 @@ class Engine:
                 permit.release()
             return ResponseStream(answer.status, headers, body, meta)
         usage = SSEUsage() if integration.llm else None
-        relay = self._relay(integration, answer.response, meta, permit, usage)
+        relay = self._relay(integration, answer, meta, permit, usage, request, prepared)
         return ResponseStream(answer.status, headers, relay, meta)
 
     # -- the chain of integrations ----------------------------------------------------------
@@ -123,14 +125,45 @@ class Engine:
         answer, integration, permit = await self._through_chain(
             target, request, prepared, deadline, meta, streaming=False
         )
+        usage = extract_usage(answer.body) if integration.llm and answer.status < 300 else None
         if permit is not None:
-            if integration.llm and answer.status < 300:
-                usage = extract_usage(answer.body)
-                if usage is not None:
-                    permit.correct(usage.total)
+            if usage is not None:
+                permit.correct(usage.total)
             permit.release()
+        if integration.llm and self._hub.has_subscribers(LlmUsage):
+            self._publish_llm(integration, request, prepared, answer, meta, usage, answer.body)
         headers = tuple(strip_hop_by_hop(answer.headers.multi_items(), decoded=True))
         return OutboundResponse(answer.status, headers, answer.body, meta)
+
+    def _publish_llm(
+        self,
+        integration: Integration,
+        request: OutboundRequest,
+        prepared: Prepared,
+        answer: Answer | None,
+        meta: CallMetrics,
+        usage: TokenUsage | None,
+        body: bytes,
+        *,
+        streamed: bool = False,
+    ) -> None:
+        status = answer.status if answer is not None else 0
+        self._hub.publish(
+            LlmUsage(
+                integration=integration.name,
+                caller=request.caller,
+                provider=integration.llm or "",
+                endpoint="/" + prepared.path_qs.partition("?")[0],
+                request_model=request_model(request.body),
+                response_model=response_model(body) if not streamed else "",
+                input_tokens=usage.input_tokens if usage else -1,
+                output_tokens=usage.output_tokens if usage else -1,
+                duration=meta.upstream_duration,
+                status=status,
+                error_type="" if 0 < status < 400 else str(status or "error"),
+                streamed=streamed,
+            )
+        )
 
     async def _through_chain(
         self,
@@ -168,6 +201,8 @@ class Engine:
                 last_error = error
                 continue
             meta.rate_limit_wait += permit.waited
+            if self._hub.has_subscribers(RateLimitWaited):
+                self._hub.publish(RateLimitWaited(integration.name, request.caller, permit.waited))
             try:
                 answer = await self._attempts.run(
                     integration, prepared, meta, deadline, streaming=streaming
@@ -238,11 +273,15 @@ class Engine:
     async def _relay(
         self,
         integration: Integration,
-        response: httpx.Response,
+        answer: Answer,
         meta: CallMetrics,
         permit: Permit | None,
         usage: SSEUsage | None,
+        request: OutboundRequest,
+        prepared: Prepared,
     ) -> AsyncIterator[bytes]:
+        response = answer.response
+        assert response is not None
         started = time.monotonic() - meta.upstream_duration
         try:
             async for chunk in response.aiter_bytes():
@@ -257,12 +296,23 @@ class Engine:
         finally:
             meta.upstream_duration = time.monotonic() - started
             await response.aclose()
+            if usage is not None:
+                usage.close()
             if permit is not None:
-                if usage is not None:
-                    usage.close()
-                    if usage.usage is not None:
-                        permit.correct(usage.usage.total)
+                if usage is not None and usage.usage is not None:
+                    permit.correct(usage.usage.total)
                 permit.release()
+            if integration.llm and self._hub.has_subscribers(LlmUsage):
+                self._publish_llm(
+                    integration,
+                    request,
+                    prepared,
+                    answer,
+                    meta,
+                    usage.usage if usage else None,
+                    b"",
+                    streamed=True,
+                )
 
 
 def _overall_deadline(request: OutboundRequest) -> float | None:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -22,18 +23,21 @@ _MAX_MESSAGE: Final = 64 * 1024 * 1024  # bodies up to max_body plus headroom, b
 class GrpcServer:
     """The server with its health state; ``start`` binds, ``drain`` stops gracefully."""
 
-    def __init__(self, servicer: IntegrationAgentServicer, listen: str) -> None:
+    def __init__(
+        self, servicer: IntegrationAgentServicer, listen: str, *, interceptors: Sequence[Any] = ()
+    ) -> None:
         self.servicer = servicer
         self.listen = listen
         self.health = HealthServicer()
         self.server = grpc.aio.server(
+            interceptors=list(interceptors) or None,  # telemetry's server span, when enabled
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
                 ("grpc.max_send_message_length", _MAX_MESSAGE),
                 ("grpc.so_reuseport", 0),  # a second agent on the same port must fail, not share
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-            ]
+            ],
         )
         pb_grpc.add_IntegrationAgentServicer_to_server(servicer, self.server)
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)

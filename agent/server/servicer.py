@@ -10,7 +10,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn
 
 import grpc
@@ -39,10 +39,19 @@ _TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}
 class IntegrationAgentServicer(pb_grpc.IntegrationAgentServicer):
     """The main service; one instance per server."""
 
-    def __init__(self, engine: Engine, callers: CallerAuthenticator, hub: EventHub) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        callers: CallerAuthenticator,
+        hub: EventHub,
+        *,
+        trace_id: Callable[[Any], str] | None = None,
+    ) -> None:
         self._engine = engine
         self._callers = callers
         self._hub = hub
+        # The call's trace id from its invocation metadata; telemetry passes the server span's.
+        self._trace_id = trace_id or _trace_id
         self.draining = False
         self._inflight = 0
         self._idle = asyncio.Event()
@@ -93,9 +102,9 @@ class IntegrationAgentServicer(pb_grpc.IntegrationAgentServicer):
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.CallResponse:
         started = time.monotonic()
-        outbound, trace_id = None, ""
+        outbound, trace_id = None, self._trace_id(context.invocation_metadata())
         try:
-            outbound, trace_id = self._admit(request, context)
+            outbound = self._admit(request, context)
             response = await self._engine.call(outbound)
         except AgentError as error:
             self._finished(request, outbound, 0, error.reason, started, 0, trace_id)
@@ -122,9 +131,10 @@ class IntegrationAgentServicer(pb_grpc.IntegrationAgentServicer):
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[pb.CallChunk]:
         started = time.monotonic()
-        outbound, trace_id, status, attempts = None, "", 0, 0
+        outbound, status, attempts = None, 0, 0
+        trace_id = self._trace_id(context.invocation_metadata())
         try:
-            outbound, trace_id = self._admit(request, context)
+            outbound = self._admit(request, context)
             stream = await self._engine.stream(outbound)
             status, attempts = stream.status, stream.meta.attempts
             yield pb.CallChunk(
@@ -175,7 +185,7 @@ class IntegrationAgentServicer(pb_grpc.IntegrationAgentServicer):
 
     def _admit(
         self, request: pb.CallRequest, context: grpc.aio.ServicerContext[Any, Any]
-    ) -> tuple[OutboundRequest, str]:
+    ) -> OutboundRequest:
         """Caller identity, permission and decoding; raises AgentError."""
         if self.draining:
             raise ShuttingDown(
@@ -184,8 +194,7 @@ class IntegrationAgentServicer(pb_grpc.IntegrationAgentServicer):
         metadata = context.invocation_metadata()
         caller = self._callers.authenticate(metadata)
         self._callers.authorize(caller, request.integration)
-        outbound = to_outbound(request, caller=caller.name, time_remaining=context.time_remaining())
-        return outbound, _trace_id(metadata)
+        return to_outbound(request, caller=caller.name, time_remaining=context.time_remaining())
 
     def _finished(
         self,

@@ -53,7 +53,7 @@ class _Body(httpx.AsyncByteStream):
         try:
             async for chunk in self._response.content.iter_chunked(_CHUNK):
                 yield chunk
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, self._request, connecting=False) from exc
 
     async def aclose(self) -> None:
@@ -65,8 +65,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, limits: httpx.Limits, verify: ssl.SSLContext | bool = True) -> None:
         self._limits = limits
-        self._ssl: ssl.SSLContext | bool = verify if isinstance(verify, ssl.SSLContext) else (
-            ssl.create_default_context() if verify else False
+        self._ssl: ssl.SSLContext | bool = (
+            verify
+            if isinstance(verify, ssl.SSLContext)
+            else (ssl.create_default_context() if verify else False)
         )
         self._session: aiohttp.ClientSession | None = None
 
@@ -85,6 +87,10 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             cookie_jar=aiohttp.DummyCookieJar(),  # one app's cookies must never reach another
             timeout=aiohttp.ClientTimeout(total=None),
         )
+        # aiohttp silently re-sends idempotent requests once when a kept-alive connection was
+        # closed; the agent's retry policy must see (and count, and budget) every attempt.
+        if hasattr(self._session, "_retry_connection"):
+            self._session._retry_connection = False
         return self._session
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -107,7 +113,7 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
                 ),
             )
             connected = True
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, request, connecting=not connected) from exc
         return httpx.Response(
             status_code=response.status,

@@ -3,8 +3,8 @@
 Tuned after ../shared/reference/performance.md and benchmarks/README.md: by default requests go
 through aiohttp's asyncio-native pool under httpx's API (httpcore's pool scan and anyio layer
 cost ~2x the CPU per call); ``transport.http2: true`` selects httpx's own transport with HTTP/2
-for upstreams that negotiate it over TLS. The pool is sized from config, never unbounded. Redirects are handled by the engine (same origin only), so the client
-never follows them on its own.
+for upstreams that negotiate it over TLS. The pool is sized from config, never unbounded.
+Redirects are handled by the engine (same origin only), so the client never follows them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,207 @@
+"""The only module that touches the OpenTelemetry SDK: providers, exporters, processors, resource.
+
+Every setting comes from the standard ``OTEL_*`` environment (read once, at start-up):
+
+- ``OTEL_SDK_DISABLED=true``: no providers, spans or metrics (the audit log still runs).
+- ``OTEL_SERVICE_NAME`` > ``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES`` > ``kilo-agent``.
+- ``OTEL_TRACES_EXPORTER`` / ``OTEL_METRICS_EXPORTER``: ``otlp``, ``console`` or ``none``
+  (default: see below).
+- ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]PROTOCOL``: ``grpc`` (default) or ``http/protobuf``;
+  ``..._ENDPOINT``, ``_HEADERS``, ``_TIMEOUT``, ``_COMPRESSION``, ``_INSECURE``...: read by the
+  exporters themselves.
+- ``OTEL_TRACES_SAMPLER`` / ``_ARG`` (default ``parentbased_always_on``): read by TracerProvider.
+- ``OTEL_BSP_*``: the bounded span queue (2048); a full queue drops spans, never blocks a call.
+- ``OTEL_METRIC_EXPORT_INTERVAL`` (60000 ms): metric export period.
+- ``OTEL_SEMCONV_STABILITY_OPT_IN``: set to ``http`` unless the operator set it (stable HTTP
+  names from the httpx instrumentation).
+
+Default when nothing says where to export: if no ``OTEL_*_EXPORTER`` is set and no OTLP endpoint
+is set either, spans are still created (so every call has a trace id, continued from the caller)
+and metrics are still recorded, but nothing is exported: a sidecar without a collector must not
+log connection errors forever. Setting an endpoint (or ``OTEL_TRACES_EXPORTER=otlp``) turns OTLP
+export on. Export runs in the SDK's worker threads behind bounded queues, so a collector that is
+down or slow costs dropped telemetry, never a slower or failed call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from opentelemetry.sdk.metrics import AlwaysOffExemplarFilter, MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
+
+__all__ = ["DEFAULT_SERVICE_NAME", "Providers", "TelemetrySettings", "build_providers"]
+
+DEFAULT_SERVICE_NAME = "kilo-agent"
+_log = logging.getLogger("agent.telemetry")
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_ENDPOINTS = (
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetrySettings:
+    """What the ``OTEL_*`` environment asks for, resolved once."""
+
+    disabled: bool
+    traces_exporters: tuple[str, ...]  # "otlp" / "console"; empty: spans created, not exported
+    metrics_exporters: tuple[str, ...]
+    traces_protocol: str  # "grpc" | "http/protobuf"
+    metrics_protocol: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> TelemetrySettings:
+        disabled = env.get("OTEL_SDK_DISABLED", "").strip().lower() in _TRUE
+        endpoint_set = any(env.get(name, "").strip() for name in _ENDPOINTS)
+        default = "otlp" if endpoint_set else "none"
+        protocol = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "").strip() or "grpc"
+        return cls(
+            disabled=disabled,
+            traces_exporters=_exporters(env.get("OTEL_TRACES_EXPORTER"), default),
+            metrics_exporters=_exporters(env.get("OTEL_METRICS_EXPORTER"), default),
+            traces_protocol=env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "").strip() or protocol,
+            metrics_protocol=env.get("OTEL_EXPORTER_OTLP_METRICS_PROTOCOL", "").strip() or protocol,
+        )
+
+
+def _exporters(value: str | None, default: str) -> tuple[str, ...]:
+    names = [n.strip().lower() for n in (value or default).split(",") if n.strip()]
+    if "none" in names:
+        return ()
+    unknown = [n for n in names if n not in ("otlp", "console")]
+    if unknown:
+        _log.warning(
+            "unsupported OpenTelemetry exporter ignored",
+            extra={"exporters": unknown, "supported": ["otlp", "console", "none"]},
+        )
+    return tuple(n for n in names if n in ("otlp", "console"))
+
+
+@dataclass(slots=True)
+class Providers:
+    """The SDK objects of one agent; ``shutdown`` flushes within a time limit."""
+
+    tracer_provider: TracerProvider
+    meter_provider: MeterProvider
+    exporting: bool  # some exporter is configured (for the start-up log line)
+
+    def shutdown(self, timeout: float) -> None:
+        """Flush and stop; never takes (much) longer than ``timeout`` seconds.
+
+        The span processor gets most of the time (its worker thread is joined with a limit), the
+        meter provider the rest; an exporter still stuck on a dead collector is abandoned (its
+        threads are daemons).
+        """
+        deadline = time.monotonic() + timeout
+        self.tracer_provider.shutdown()  # BatchSpanProcessor.shutdown is bounded below
+        left = max(0.1, deadline - time.monotonic())
+        self.meter_provider.shutdown(timeout_millis=left * 1000)
+
+
+def build_providers(
+    settings: TelemetrySettings,
+    *,
+    version: str,
+    env: Mapping[str, str] = os.environ,
+    span_processors: Sequence[SpanProcessor] = (),
+    metric_readers: Sequence[MetricReader] = (),
+    shutdown_timeout: float = 5.0,
+) -> Providers:
+    """TracerProvider and MeterProvider per ``settings`` (extra processors/readers: tests)."""
+    resource = _resource(version)
+    tracer_provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER
+    for name in settings.traces_exporters:
+        exporter = _span_exporter(name, settings.traces_protocol)
+        tracer_provider.add_span_processor(
+            _BoundedBatchSpanProcessor(exporter, shutdown_timeout=shutdown_timeout)
+        )
+    for processor in span_processors:
+        tracer_provider.add_span_processor(processor)
+    readers = [
+        PeriodicExportingMetricReader(_metric_exporter(name, settings.metrics_protocol))
+        for name in settings.metrics_exporters
+    ]
+    meter_provider = MeterProvider(
+        resource=resource,
+        metric_readers=[*readers, *metric_readers],
+        # Exemplars cost a context lookup per measurement and the Prometheus path drops them:
+        # off unless the operator asks (OTEL_METRICS_EXEMPLAR_FILTER).
+        exemplar_filter=None
+        if env.get("OTEL_METRICS_EXEMPLAR_FILTER")
+        else AlwaysOffExemplarFilter(),
+    )
+    return Providers(
+        tracer_provider,
+        meter_provider,
+        exporting=bool(settings.traces_exporters or settings.metrics_exporters),
+    )
+
+
+def _resource(version: str) -> Resource:
+    # OTEL_SERVICE_NAME beats OTEL_RESOURCE_ATTRIBUTES' service.name, which beats our default.
+    resource = Resource.create({SERVICE_VERSION: version})
+    if str(resource.attributes.get(SERVICE_NAME, "")).startswith("unknown_service"):
+        resource = resource.merge(Resource({SERVICE_NAME: DEFAULT_SERVICE_NAME}))
+    return resource
+
+
+class _BoundedBatchSpanProcessor(BatchSpanProcessor):
+    """The SDK's batch processor with a shutdown that waits at most ``shutdown_timeout``."""
+
+    def __init__(self, exporter: SpanExporter, *, shutdown_timeout: float) -> None:
+        super().__init__(exporter)
+        self._shutdown_timeout_ms = int(shutdown_timeout * 1000)
+
+    def shutdown(self) -> None:
+        self._batch_processor.shutdown(timeout_millis=self._shutdown_timeout_ms)
+
+
+def _span_exporter(name: str, protocol: str) -> SpanExporter:
+    if name == "console":
+        return ConsoleSpanExporter()
+    if protocol.startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
+            OTLPSpanExporter as HttpSpanExporter,
+        )
+
+        return HttpSpanExporter()
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    return OTLPSpanExporter()
+
+
+def _metric_exporter(name: str, protocol: str) -> MetricExporter:
+    if name == "console":
+        return ConsoleMetricExporter()
+    exporter: Any
+    if protocol.startswith("http"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+            OTLPMetricExporter as HttpMetricExporter,
+        )
+
+        exporter = HttpMetricExporter()
+    else:
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
+
+        exporter = OTLPMetricExporter()
+    return exporter  # type: ignore[no-any-return]
