@@ -262,3 +262,85 @@ async def test_max_concurrent_bulkhead(start_agent_process, upstream) -> None:
     assert details_of(caught.value).reason == "RATE_LIMITED"
     assert [a.status for a in await asyncio.gather(*slow)] == [200, 200]
     assert (await stub.Call(req("bh", "/status/200"))).status == 200
+
+
+async def test_per_caller_sub_limit_inside_the_integration_limit(
+    start_agent_process, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    config = config_with(
+        upstream.url,
+        shared={
+            "rate_limit": {
+                "requests_per_second": 50,
+                "burst": 50,
+                "max_wait": "0s",
+                "adaptive": False,
+                "per_caller": {"batch": {"requests_per_second": 1, "burst": 2}},
+            }
+        },
+    )
+    config["callers"] = [
+        {"name": "batch", "token": "tok-batch-123456", "allow": ["*"]},
+        {"name": "web", "token": "tok-web-abcdef", "allow": ["*"]},
+    ]
+    _process, stub, _ = await start_agent_process(config)
+    batch = [("authorization", "Bearer tok-batch-123456")]
+    web = [("authorization", "Bearer tok-web-abcdef")]
+    for _ in range(2):
+        assert (await stub.Call(req("shared", "/status/200"), metadata=batch)).status == 200
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Call(req("shared", "/status/200"), metadata=batch)
+    assert details_of(caught.value).reason == "RATE_LIMITED"
+    # The other caller is not held back by the batch job's own limit.
+    answers = await asyncio.gather(
+        *(stub.Call(req("shared", "/status/200"), metadata=web) for _ in range(10))
+    )
+    assert {a.status for a in answers} == {200}
+
+
+async def test_slow_calls_open_the_breaker(start_agent_process, upstream) -> None:  # type: ignore[no-untyped-def]
+    breaker = {
+        "minimum_calls": 3,
+        "failure_rate": 1.0,
+        "slow_call_duration": "100ms",
+        "open_for": "30s",
+    }
+    _process, stub, _ = await start_agent_process(
+        config_with(upstream.url, s={"circuit_breaker": breaker, "retry": {"max_attempts": 1}})
+    )
+    for _ in range(3):  # answered 200, but slowly
+        assert (await stub.Call(req("s", f"/slow?delay=0.2&s={uid()}"))).status == 200
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub.Call(req("s", "/status/200"))
+    assert details_of(caught.value).reason == "CIRCUIT_OPEN"
+
+
+async def test_fallback_when_breaker_open_or_limit_cannot_be_met(
+    start_agent_process, upstream
+) -> None:  # type: ignore[no-untyped-def]
+    config = config_with(
+        upstream.url,
+        backup={"base_url": f"{upstream.url}/echo"},
+        limited={
+            "rate_limit": {"requests_per_second": 1, "burst": 1, "max_wait": "0s"},
+            "fallback": ["backup"],
+        },
+        fragile={
+            "circuit_breaker": {"minimum_calls": 2, "failure_rate": 0.5, "open_for": "30s"},
+            "retry": {"max_attempts": 1},
+            "fallback": ["backup"],
+        },
+    )
+    _process, stub, _ = await start_agent_process(config)
+    first = await stub.Call(req("limited", "/status/200"))
+    assert first.meta.integration == "limited"
+    second = await stub.Call(req("limited", "/status/200"))  # the limit can't be met: fallback
+    assert second.status == 200
+    assert second.meta.integration == "backup"
+    for _ in range(2):
+        assert (await stub.Call(req("fragile", "/status/500"))).status == 500
+    upstream.clear()
+    answered = await stub.Call(req("fragile", "/status/500"))  # open breaker: straight to backup
+    assert answered.status == 200
+    assert answered.meta.integration == "backup"
+    assert [r.path_qs for r in upstream.requests] == ["/echo/status/500"]
