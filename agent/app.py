@@ -12,7 +12,8 @@ from collections.abc import Callable
 from typing import Any
 
 from agent.engine import Engine, Registry
-from agent.events import EventHub
+from agent.events import EventHub, RedisStateChanged
+from agent.redis import RedisRuntime
 from agent.server import CallerAuthenticator, GrpcServer, IntegrationAgentServicer
 from agent.telemetry import Telemetry
 
@@ -35,7 +36,9 @@ class AgentApp:
         self.hub = EventHub()
         # Before anything publishes: telemetry subscribes to the hub (tests pass their own).
         self.telemetry = telemetry(config.telemetry, self.hub)
-        self.registry = Registry.from_config(config.integrations, self.hub)
+        # One Redis client per agent (None without a `redis` block): global limits, shared tokens.
+        self.redis = RedisRuntime.from_config(config.redis, self.hub)
+        self.registry = Registry.from_config(config.integrations, self.hub, redis=self.redis)
         self.telemetry.instrument_integrations(self.registry)
         self.telemetry.watch_credentials(
             lambda: [(i.name, i.credentials.expires_at()) for i in self.registry]
@@ -53,6 +56,12 @@ class AgentApp:
         self.address = ""
 
     async def start(self) -> str:
+        if self.redis is not None:
+            await self.redis.start()  # an unreachable Redis is not fatal: limits fall back
+            health = self.redis.health  # the starting state, for the kilo.redis.available gauge
+            self.hub.publish(
+                RedisStateChanged(health.available, health.url, health.reason, health.fallback)
+            )
         for integration in self.registry:
             await integration.credentials.start()
         self.address = await self.server.start()
@@ -75,6 +84,8 @@ class AgentApp:
         if not drained:
             _log.warning("grace period over: cancelled the calls still in flight")
         await self.registry.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.telemetry.aclose()  # audit lines, spans, metrics: flushed within a limit
         _log.info("stopped")
 

@@ -10,6 +10,7 @@ Hierarchy (the server maps each to a gRPC status in exactly one place, ``server/
     ├── PathNotAllowed              PERMISSION_DENIED    PATH_NOT_ALLOWED
     ├── CallerUnauthenticated       UNAUTHENTICATED      CALLER_UNAUTHENTICATED
     ├── RateLimited                 RESOURCE_EXHAUSTED   RATE_LIMITED     (+ retry_after)
+    │   └── RateLimiterUnavailable  UNAVAILABLE          RATE_LIMITER_UNAVAILABLE (+ retry_after)
     ├── CircuitOpen                 UNAVAILABLE          CIRCUIT_OPEN     (+ retry_after)
     ├── UpstreamUnreachable         UNAVAILABLE          UPSTREAM_UNREACHABLE
     ├── CredentialsUnavailable      UNAVAILABLE          CREDENTIALS_UNAVAILABLE
@@ -41,6 +42,7 @@ __all__ = [
     "InvalidRequest",
     "PathNotAllowed",
     "RateLimited",
+    "RateLimiterUnavailable",
     "ShuttingDown",
     "UnknownIntegration",
     "UpstreamTimeout",
@@ -129,6 +131,14 @@ class RateLimited(_RetryableAfter):
     """The call could not start within ``max_wait`` or its deadline."""
 
     reason = "RATE_LIMITED"
+
+
+class RateLimiterUnavailable(RateLimited):
+    """A ``scope: global`` limit cannot be checked: Redis is unreachable and ``redis.
+    on_unavailable`` is ``deny``. A RateLimited (the engine moves on to fallbacks alike) with its
+    own reason; the server maps it to UNAVAILABLE, since trying another replica later may work."""
+
+    reason = "RATE_LIMITER_UNAVAILABLE"
 
 
 class CircuitOpen(_RetryableAfter):

@@ -208,6 +208,9 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=2)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--native", action="store_true", help="py-spy --native (C frames)")
+    parser.add_argument(
+        "--gil", action="store_true", help="py-spy --gil: only the thread holding the GIL"
+    )
     parser.add_argument("--name", default="", help="output name (default from the options)")
     parser.add_argument(
         "--resummarise", action="store_true", help="only re-read results/<name>.collapsed.txt"
@@ -232,6 +235,8 @@ def main() -> int:
     spy_cmd += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
     if args.native:
         spy_cmd.append("--native")
+    if args.gil:
+        spy_cmd.append("--gil")
     spy: dict[str, Any] = {}
 
     def record() -> None:

@@ -18,11 +18,12 @@ ALLOWED = {
     "policies": {"config", "errors", "events"},
     "credentials": {"config", "errors", "events"},
     "transport": {"config", "errors"},
-    "engine": {"policies", "credentials", "transport", "config", "errors", "events"},
+    "engine": {"policies", "credentials", "transport", "config", "errors", "events", "redis"},
+    "redis": {"config", "errors", "events", "policies", "credentials"},
     "server": {"engine", "config", "api", "errors", "events"},
     "telemetry": {"config", "errors", "events"},
 }
-NO_GRPC = {"engine", "policies", "credentials", "config", "errors", "events", "transport"}
+NO_GRPC = {"engine", "policies", "credentials", "config", "errors", "events", "transport", "redis"}
 
 
 def test_generated_code_is_fresh() -> None:
@@ -86,6 +87,7 @@ def test_public_names_are_exported() -> None:
         "agent.config",
         "agent.errors",
         "agent.events",
+        "agent.redis",
     ):
         mod = importlib.import_module(module)
         for name in mod.__all__:

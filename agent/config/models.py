@@ -155,10 +155,40 @@ class CallerConfig(FrozenModel):
 
 
 class RedisConfig(FrozenModel):
-    """The shared Redis for global limits and token caches; its URL may hold a password."""
+    """The shared Redis for global limits and token caches; its URL may hold a password.
+
+    ``on_unavailable``: what ``scope: global`` limits do while Redis cannot be reached -- ``local``
+    (each agent enforces ``local_share`` x the global rate, burst and token budget on its own) or
+    ``deny`` (calls fail with UNAVAILABLE ``RATE_LIMITER_UNAVAILABLE``). ``connect_timeout`` and
+    ``timeout`` bound every connection attempt and command, so no call hangs on Redis.
+    ``token_cache_key`` (>= 16 characters, e.g. ``${file:/run/secrets/kilo-cache-key}``) keys the
+    AES-GCM encryption of tokens cached in Redis; without it replicas share only the refresh lock.
+    """
 
     url: Secret
     on_unavailable: Literal["local", "deny"] = "local"
+    local_share: Annotated[float, Field(gt=0, le=1)] = 0.1
+    connect_timeout: Annotated[Duration, Field(gt=0, le=30)] = 0.25
+    timeout: Annotated[Duration, Field(gt=0, le=30)] = 0.25
+    key_prefix: Annotated[str, Field(max_length=64)] = "kilo:"
+    token_cache_key: Secret | None = None
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _key_prefix(cls, value: str) -> str:
+        if any(ch in value for ch in "{} \t\r\n"):
+            raise ValueError("must not contain braces or whitespace (braces pick the hash slot)")
+        return value
+
+    @field_validator("token_cache_key")
+    @classmethod
+    def _cache_key(cls, value: Secret | None) -> Secret | None:
+        if value is not None and len(value.get()) < 16:
+            raise ValueError(
+                "is too short to key AES-GCM: use at least 16 random characters "
+                "(e.g. `openssl rand -base64 32`)"
+            )
+        return value
 
     @field_validator("url")
     @classmethod

@@ -21,6 +21,13 @@ from agent.credentials.github import GithubApp
 from agent.credentials.google import GoogleServiceAccount, read_service_account
 from agent.credentials.kubernetes import KubernetesToken
 from agent.credentials.oauth2 import OAuth2ClientCredentials, OAuth2RefreshToken
+from agent.credentials.shared import (
+    SharedFetch,
+    SharedLockBusy,
+    SharedStoreUnavailable,
+    SharedToken,
+    SharedTokenStore,
+)
 from agent.credentials.static import NoCredentials, StaticHeader, basic_value
 from agent.errors import ConfigError, ConfigProblem
 from agent.events import EventHub
@@ -38,6 +45,11 @@ __all__ = [
     "RefreshFailed",
     "RefreshPolicy",
     "RefreshingCache",
+    "SharedFetch",
+    "SharedLockBusy",
+    "SharedStoreUnavailable",
+    "SharedToken",
+    "SharedTokenStore",
     "StaticHeader",
     "Token",
     "build_provider",
@@ -66,16 +78,18 @@ def build_provider(
     hub: EventHub | None = None,
     policy: RefreshPolicy | None = None,
     poll_interval: float = 1.0,
+    shared: SharedTokenStore | None = None,
 ) -> CredentialProvider:
     """Build the provider for one integration's ``auth`` block (a validated config model).
 
     ``path`` locates the block in the config file for error messages; ``name`` is the
     integration's name (default: taken from ``path``); ``hub`` receives refresh and state
-    events; ``policy`` and ``poll_interval`` tune refresh and file watching (tests shrink them).
+    events; ``policy`` and ``poll_interval`` tune refresh and file watching (tests shrink them);
+    ``shared`` (a ``SharedTokenStore``, e.g. Redis) makes token refreshes fleet-wide.
     """
     name = name or _name_from(path)
     try:
-        return _build(auth, path, name, hub, policy, poll_interval)
+        return _build(auth, path, name, hub, policy, poll_interval, shared)
     except (OSError, ValueError) as exc:
         raise ConfigError([ConfigProblem(path, str(exc))]) from None
 
@@ -120,9 +134,12 @@ def _build(
     hub: EventHub | None,
     policy: RefreshPolicy | None,
     poll_interval: float,
+    shared: SharedTokenStore | None = None,
 ) -> CredentialProvider:
     kind = getattr(auth, "type", "none")
     common: dict[str, Any] = {"integration": name, "hub": hub, "policy": policy}
+    # Token providers on RefreshingBearer share through the store; AWS keys stay per agent.
+    bearer = {**common, "shared": shared}
     if kind == "none":
         return NoCredentials()
     if kind in ("bearer", "header", "basic"):
@@ -135,7 +152,7 @@ def _build(
             scope=auth.scope,
             audience=auth.audience,
             client_auth=auth.client_auth,
-            **common,
+            **bearer,
         )
     if kind == "oauth2_refresh_token":
         return OAuth2RefreshToken(
@@ -145,13 +162,13 @@ def _build(
             refresh_token=auth.refresh_token,
             client_auth=getattr(auth, "client_auth", "client_secret_basic"),
             state_file=auth.state_file,
-            **common,
+            **bearer,
         )
     if kind == "google_service_account":
         account = _service_account(auth.credentials_file, path)
         require_secure_url(account["token_uri"], path=f"{path}.credentials_file")
         return GoogleServiceAccount(
-            credentials_file=auth.credentials_file, scopes=tuple(auth.scopes), **common
+            credentials_file=auth.credentials_file, scopes=tuple(auth.scopes), **bearer
         )
     if kind == "github_app":
         require_secure_url(auth.api_url, path=f"{path}.api_url")
@@ -160,7 +177,7 @@ def _build(
             private_key=auth.private_key,
             installation_id=auth.installation_id,
             api_url=auth.api_url,
-            **common,
+            **bearer,
         )
         try:
             provider.app_jwt()  # a bad key is a configuration error, found at start-up
@@ -178,7 +195,7 @@ def _build(
             client_secret=auth.client_secret,
             federated_token_file=auth.federated_token_file,
             authority=auth.authority,
-            **common,
+            **bearer,
         )
     if kind == "aws_sigv4":
         sts = getattr(auth, "sts_endpoint", None)

@@ -49,6 +49,9 @@ class AzureAd(RefreshingBearer):
         self._secret = client_secret
         self._assertion_file = Path(federated_token_file) if federated_token_file else None
 
+    def shared_identity(self) -> str:
+        return f"azure_ad|{self._url}|{self._client_id}|{self._scope}"
+
     async def fetch(self) -> Token[str]:
         form = {"grant_type": "client_credentials", "client_id": self._client_id}
         form["scope"] = self._scope

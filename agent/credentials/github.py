@@ -45,6 +45,9 @@ class GithubApp(RefreshingBearer):
         claims = {"iat": now - 60, "exp": now + 540, "iss": self._app_id}
         return sign_rs256(claims, pem, what="private_key")
 
+    def shared_identity(self) -> str:
+        return f"github_app|{self._app_id}|{self._url}"
+
     async def fetch(self) -> Token[str]:
         headers = {
             "Authorization": f"Bearer {self.app_jwt()}",

@@ -51,6 +51,9 @@ class GoogleServiceAccount(RefreshingBearer):
         self._file = Path(credentials_file)
         self._scopes = " ".join(scopes)
 
+    def shared_identity(self) -> str:
+        return f"google|{self._file}|{self._scopes}"
+
     async def fetch(self) -> Token[str]:
         try:
             account = read_service_account(self._file)

@@ -7,7 +7,9 @@ Secrets from ``${file:}`` are re-read at each token request (rare, so no watcher
 Refresh-token rotation: a server may answer a new ``refresh_token`` and kill the old one at its
 first use (reuse detection then revokes the whole family), so the cache's single flight matters
 here, and the newest token is kept -- and written atomically to ``state_file`` when configured,
-so a restart does not fall back to the configured (already used) one.
+so a restart does not fall back to the configured (already used) one. With a shared store
+(Redis, encrypted) the newest refresh token also travels with the cached access token, so the
+replica that refreshes next uses it rather than its own (already rotated away) copy.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
@@ -80,6 +83,9 @@ class OAuth2ClientCredentials(RefreshingBearer):
         self._audience = audience
         self._auth = client_auth
 
+    def shared_identity(self) -> str:
+        return f"client_credentials|{self._url}|{self._client_id}|{self._scope}|{self._audience}"
+
     async def fetch(self) -> Token[str]:
         form = {"grant_type": "client_credentials"}
         if self._scope:
@@ -125,6 +131,14 @@ class OAuth2RefreshToken(RefreshingBearer):
 
     async def start(self) -> None:
         self._load()
+        if self.shared is not None and not self.shared.holds_tokens:
+            _log.warning(
+                "integration '%s' rotates its refresh token, and redis has no token_cache_key: "
+                "replicas share the refresh lock but not the newest refresh token, so a second "
+                "replica would reuse a rotated one; set redis.token_cache_key",
+                self.integration,
+                extra={"integration": self.integration},
+            )
         await super().start()
 
     def _load(self) -> None:
@@ -153,6 +167,26 @@ class OAuth2RefreshToken(RefreshingBearer):
         token = saved.get("refresh_token") if isinstance(saved, dict) else None
         if isinstance(token, str) and token and saved.get("configured") == self._configured_fp:
             self._refresh_token = token  # the configured one was rotated away before a restart
+
+    def shared_identity(self) -> str:
+        return f"refresh_token|{self._url}|{self._client_id}"
+
+    def export_state(self) -> Mapping[str, str]:
+        self._load()
+        return {"refresh_token": self._refresh_token, "configured": self._configured_fp}
+
+    def import_state(self, state: Mapping[str, str]) -> None:
+        """Adopt the refresh token another replica rotated to (same configured one only)."""
+        self._load()
+        token = state.get("refresh_token")
+        if (
+            token
+            and token != self._refresh_token
+            and state.get("configured") == self._configured_fp
+        ):
+            self._refresh_token = token
+            if self._state_file is not None:
+                self._save(token)
 
     async def fetch(self) -> Token[str]:
         self._load()

@@ -151,32 +151,46 @@ class AttemptRunner:
     async def _exchange(
         self, integration: Integration, prepared: Prepared, meta: CallMetrics
     ) -> httpx.Response:
-        """Send with credentials; follow same-origin redirects; re-authenticate once on 401."""
+        """Send with credentials; follow same-origin redirects; re-authenticate once on 401.
+
+        Requests go straight to the integration's transport: the client's per-call merging of
+        default URL, headers and cookies is work the engine already did once (and a shared
+        cookie jar would leak one app's cookies into another's calls).
+        """
         method, url, body = prepared.method, prepared.url, prepared.body
         headers = prepared.headers
         credentials = integration.credentials
         reauthenticated = False
         for _ in range(_MAX_REDIRECTS + 2):
             await credentials.apply(method, url, headers, body)
-            request = integration.client.build_request(method, url, headers=headers, content=body)
+            request = httpx.Request(
+                method,
+                url,
+                headers=headers,
+                content=body,
+                extensions=integration.request_extensions,
+            )
             meta.attempts += 1
             response = await self._send(integration, request, meta.attempts)
-            if response.status_code == 401 and credentials.can_refresh and not reauthenticated:
+            status = response.status_code
+            if status == 401 and credentials.can_refresh and not reauthenticated:
                 reauthenticated = True
                 await response.aclose()
                 credentials.invalidate()
                 continue
-            next_request = response.next_request
-            if (
-                response.status_code not in _REDIRECTS
-                or next_request is None
-                or origin_of(next_request.url) != integration.origin
-            ):
+            location = response.headers.get("location") if status in _REDIRECTS else None
+            if not location:
+                return response
+            try:
+                target = request.url.join(location)
+            except httpx.InvalidURL:
+                return response
+            if origin_of(target) != integration.origin:
                 return response  # cross-origin redirects go back to the caller as they are
             await response.aclose()
-            method, url = next_request.method, str(next_request.url)
-            if method == "GET" and prepared.method != "GET":
-                body = b""
+            url = str(target)
+            if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+                method, body = "GET", b""  # as browsers and httpx do (RFC 9110 15.4)
                 headers = {k: v for k, v in headers.items() if k != "content-type"}
         return response
 
@@ -185,7 +199,7 @@ class AttemptRunner:
     ) -> httpx.Response:
         started = time.monotonic()
         try:
-            response = await integration.client.send(request, stream=True)
+            response = await integration.transport.handle_async_request(request)
         except httpx.HTTPError as exc:
             self._attempted(integration, request.method, 0, started, attempt, error_type(exc))
             raise

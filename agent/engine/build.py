@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, ConfigProblem
 from agent.events import EventHub
@@ -19,33 +19,61 @@ from agent.policies import (
     UnlimitedLimiter,
 )
 
+if TYPE_CHECKING:
+    from agent.redis import RedisRuntime
+
 __all__ = ["build_breaker", "build_cache", "build_limiter", "build_retry"]
 
 # Enough for typical JSON answers of list/read endpoints; bodies bigger than this aren't cached.
 _CACHE_BYTES_PER_ENTRY = 16 * 1024
 
 
-def build_limiter(name: str, cfg: Any, hub: EventHub, clock: Clock = SYSTEM_CLOCK) -> Limiter:
-    """The integration's limiter; one that never waits when nothing limits it."""
+def build_limiter(
+    name: str,
+    cfg: Any,
+    hub: EventHub,
+    clock: Clock = SYSTEM_CLOCK,
+    *,
+    redis: RedisRuntime | None = None,
+) -> Limiter:
+    """The integration's limiter; one that never waits when nothing limits it.
+
+    ``scope: global`` keeps it in ``redis`` (a ``RedisLimiter``, same semantics, shared by every
+    agent on that Redis); ``max_concurrent`` stays per agent either way.
+    """
     rl = cfg.rate_limit
-    if rl.scope == "global":
-        raise ConfigError(
-            [
-                ConfigProblem(
-                    f"integrations.{name}.rate_limit.scope",
-                    "scope 'global' needs the Redis-backed limiter, which this build does not "
-                    "have yet; use scope: local (each agent enforces the limit on its own)",
-                )
-            ]
-        )
     rate = rl.per_second
-    limits = rate is not None or rl.tokens_per_minute or rl.max_concurrent or rl.per_caller
-    if not limits and not rl.adaptive:
-        return UnlimitedLimiter()
     callers = {
         caller: CallerLimit(limit.per_second, limit.burst_size)
         for caller, limit in rl.per_caller.items()
     }
+    if rl.scope == "global":
+        if redis is None:
+            raise ConfigError(
+                [
+                    ConfigProblem(
+                        f"integrations.{name}.rate_limit.scope",
+                        "scope 'global' needs the shared Redis, and none was given to the "
+                        "engine: add a top-level redis: {url: redis://host:6379/0}, or use "
+                        "scope: local (each agent enforces the limit on its own)",
+                    )
+                ]
+            )
+        return redis.limiter(
+            name,
+            requests_per_second=rate,
+            burst=rl.burst_size or 1,
+            max_wait=rl.max_wait,
+            max_concurrent=rl.max_concurrent,
+            tokens_per_minute=rl.tokens_per_minute,
+            caller_limits=callers,
+            adaptive=rl.adaptive,
+            clock=clock,
+            hub=hub,
+        )
+    limits = rate is not None or rl.tokens_per_minute or rl.max_concurrent or rl.per_caller
+    if not limits and not rl.adaptive:
+        return UnlimitedLimiter()
     return LocalLimiter(
         integration=name,
         requests_per_second=rate,

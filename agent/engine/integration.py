@@ -7,7 +7,7 @@ the pooled client and the credential provider) so that the hot path does no conf
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -18,7 +18,17 @@ from agent.events import EventHub
 from agent.policies import CircuitBreaker, Limiter, ResponseCache, RetryPolicy, SingleFlight
 from agent.transport import build_client
 
+if TYPE_CHECKING:
+    from agent.redis import RedisRuntime
+
 __all__ = ["Integration", "origin_of"]
+
+# What httpx's client would add; the engine builds requests itself (no per-call merging).
+_DEFAULT_HEADERS = {
+    "user-agent": "kilo-agent/0.1",
+    "accept": "*/*",
+    "accept-encoding": "gzip, deflate",
+}
 
 
 def origin_of(url: httpx.URL) -> str:
@@ -41,7 +51,9 @@ class Integration:
     static_headers: tuple[tuple[str, str], ...]
     forbidden_headers: frozenset[str]
     credentials: CredentialProvider
-    client: httpx.AsyncClient
+    client: httpx.AsyncClient  # owns the pool; the hot path calls its transport directly
+    transport: httpx.AsyncBaseTransport
+    request_extensions: dict[str, Any]  # per-request httpx extensions (timeouts), built once
     limiter: Limiter
     breaker: CircuitBreaker | None
     retry: RetryPolicy
@@ -53,13 +65,29 @@ class Integration:
     config: Any  # the validated IntegrationConfig
 
     @classmethod
-    def from_config(cls, name: str, cfg: Any, hub: EventHub) -> Integration:
-        """Build the runtime object (client, credentials, policies) from an IntegrationConfig."""
+    def from_config(
+        cls, name: str, cfg: Any, hub: EventHub, *, redis: RedisRuntime | None = None
+    ) -> Integration:
+        """Build the runtime object (client, credentials, policies) from an IntegrationConfig.
+
+        With ``redis``, ``scope: global`` limits live there and token refreshes are fleet-wide.
+        """
         base = cfg.effective_base_url().rstrip("/")
-        credentials = build_provider(cfg.auth, path=f"integrations.{name}.auth", name=name, hub=hub)
+        credentials = build_provider(
+            cfg.auth,
+            path=f"integrations.{name}.auth",
+            name=name,
+            hub=hub,
+            shared=redis.token_store() if redis is not None else None,
+        )
         forbidden = set(cfg.auth.injected_headers())
         if credentials.secret_header:
             forbidden.add(credentials.secret_header)
+        client = build_client(
+            cfg.transport, timeout=cfg.timeout, ca_file=transport_ca_file(cfg.auth)
+        )
+        headers = dict(_DEFAULT_HEADERS)
+        headers.update((k.lower(), v) for k, v in cfg.headers.items())
         return cls(
             name=name,
             url_prefix=base,
@@ -68,13 +96,13 @@ class Integration:
             timeout=cfg.timeout,
             max_body=cfg.max_body,
             allow_paths=tuple(cfg.allow_paths),
-            static_headers=tuple((k.lower(), v) for k, v in cfg.headers.items()),
+            static_headers=tuple(headers.items()),
             forbidden_headers=frozenset(forbidden),
             credentials=credentials,
-            client=build_client(
-                cfg.transport, timeout=cfg.timeout, ca_file=transport_ca_file(cfg.auth)
-            ),
-            limiter=build_limiter(name, cfg, hub),
+            client=client,
+            transport=client._transport,  # telemetry wraps this object's handle_async_request
+            request_extensions={"timeout": client.timeout.as_dict()},
+            limiter=build_limiter(name, cfg, hub, redis=redis),
             breaker=build_breaker(name, cfg, hub),
             retry=build_retry(name, cfg, hub),
             cache=build_cache(cfg),

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.engine.integration import Integration
 from agent.errors import ConfigError, ConfigProblem, UnknownIntegration
 from agent.events import EventHub
+
+if TYPE_CHECKING:
+    from agent.redis import RedisRuntime
 
 __all__ = ["Registry"]
 
@@ -29,13 +32,23 @@ class Registry:
         return self._chains[integration.name]
 
     @classmethod
-    def from_config(cls, integrations: Mapping[str, Any], hub: EventHub) -> Registry:
-        """Build every integration; report every one that cannot be built, all at once."""
+    def from_config(
+        cls,
+        integrations: Mapping[str, Any],
+        hub: EventHub,
+        *,
+        redis: RedisRuntime | None = None,
+    ) -> Registry:
+        """Build every integration; report every one that cannot be built, all at once.
+
+        ``redis`` (the app's ``RedisRuntime``, when ``config.redis`` is set) backs ``scope:
+        global`` limits and fleet-wide token refreshes.
+        """
         built: dict[str, Integration] = {}
         problems: list[ConfigProblem] = []
         for name, cfg in integrations.items():
             try:
-                built[name] = Integration.from_config(name, cfg, hub)
+                built[name] = Integration.from_config(name, cfg, hub, redis=redis)
             except ConfigError as exc:
                 problems.extend(exc.problems)
         if problems:

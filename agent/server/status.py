@@ -28,6 +28,7 @@ _CODES: Final[dict[type[errors.AgentError], grpc.StatusCode]] = {
     errors.CallerNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
     errors.PathNotAllowed: grpc.StatusCode.PERMISSION_DENIED,
     errors.CallerUnauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.RateLimiterUnavailable: grpc.StatusCode.UNAVAILABLE,  # before its base, RateLimited
     errors.RateLimited: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.CircuitOpen: grpc.StatusCode.UNAVAILABLE,
     errors.UpstreamUnreachable: grpc.StatusCode.UNAVAILABLE,

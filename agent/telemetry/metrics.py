@@ -23,6 +23,7 @@ from agent.events import (
     FallbackUsed,
     RateLimitRejected,
     RateLimitWaited,
+    RedisStateChanged,
     RetryScheduled,
     UpstreamHold,
 )
@@ -125,6 +126,14 @@ class EventMetrics:
         hub.subscribe(FallbackUsed, self.on_fallback)
         hub.subscribe(CacheLookup, self.on_cache_lookup)
         hub.subscribe(CredentialRefreshed, self.on_credential_refreshed)
+        self._redis: bool | None = None  # None until a Redis state is known (no redis block)
+        meter.create_observable_gauge(
+            "kilo.redis.available",
+            callbacks=[self._observe_redis],
+            unit="1",
+            description="1 while the shared Redis (global limits, token sharing) is reachable.",
+        )
+        hub.subscribe(RedisStateChanged, self.on_redis_state_changed)
 
     def add_integration(self, name: str) -> None:
         """Known from the start, so gauges show CLOSED before any transition."""
@@ -224,6 +233,13 @@ class EventMetrics:
                 yield Observation(
                     1 if state == current else 0, {INTEGRATION: name, "kilo.breaker.state": state}
                 )
+
+    def on_redis_state_changed(self, event: RedisStateChanged) -> None:
+        self._redis = event.available
+
+    def _observe_redis(self, _options: CallbackOptions) -> Iterable[Observation]:
+        if self._redis is not None:
+            yield Observation(1 if self._redis else 0)
 
     def _observe_expiry(self, _options: CallbackOptions) -> Iterable[Observation]:
         expiry = dict(self._expiry)
