@@ -9,13 +9,15 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.engine import Engine, Registry
 from agent.events import EventHub, RedisStateChanged
-from agent.redis import RedisRuntime
 from agent.server import CallerAuthenticator, GrpcServer, IntegrationAgentServicer
 from agent.telemetry import Telemetry
+
+if TYPE_CHECKING:
+    from agent.redis import RedisRuntime
 
 __all__ = ["AgentApp", "run"]
 
@@ -37,7 +39,11 @@ class AgentApp:
         # Before anything publishes: telemetry subscribes to the hub (tests pass their own).
         self.telemetry = telemetry(config.telemetry, self.hub)
         # One Redis client per agent (None without a `redis` block): global limits, shared tokens.
-        self.redis = RedisRuntime.from_config(config.redis, self.hub)
+        self.redis: RedisRuntime | None = None
+        if config.redis is not None:  # imported only when used: redis-py costs ~20 MiB resident
+            from agent.redis import RedisRuntime
+
+            self.redis = RedisRuntime.from_config(config.redis, self.hub)
         self.registry = Registry.from_config(config.integrations, self.hub, redis=self.redis)
         self.telemetry.instrument_integrations(self.registry)
         self.telemetry.watch_credentials(

@@ -8,18 +8,15 @@ with backoff and reports state.
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Any
 
-from agent.credentials.aws import AwsSigV4, default_sts_endpoint
 from agent.credentials.azure import AzureAd, azure_token_url
 from agent.credentials.base import CredentialProvider
 from agent.credentials.cache import RefreshFailed, RefreshingCache, RefreshPolicy, Token
 from agent.credentials.endpoint import require_secure_url
 from agent.credentials.files import read_secret, secret_files
-from agent.credentials.github import GithubApp
-from agent.credentials.google import GoogleServiceAccount, read_service_account
-from agent.credentials.kubernetes import KubernetesToken
 from agent.credentials.oauth2 import OAuth2ClientCredentials, OAuth2RefreshToken
 from agent.credentials.shared import (
     SharedFetch,
@@ -31,6 +28,25 @@ from agent.credentials.shared import (
 from agent.credentials.static import NoCredentials, StaticHeader, basic_value
 from agent.errors import ConfigError, ConfigProblem
 from agent.events import EventHub
+
+# Providers whose modules pull in botocore or PyJWT/cryptography (~30 MiB resident between
+# them) are imported on first use, so an agent that needs none of them doesn't carry them.
+_LAZY = {
+    "AwsSigV4": "agent.credentials.aws",
+    "default_sts_endpoint": "agent.credentials.aws",
+    "GithubApp": "agent.credentials.github",
+    "GoogleServiceAccount": "agent.credentials.google",
+    "read_service_account": "agent.credentials.google",
+    "KubernetesToken": "agent.credentials.kubernetes",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
 
 __all__ = [
     "AwsSigV4",
@@ -165,12 +181,16 @@ def _build(
             **bearer,
         )
     if kind == "google_service_account":
+        from agent.credentials.google import GoogleServiceAccount
+
         account = _service_account(auth.credentials_file, path)
         require_secure_url(account["token_uri"], path=f"{path}.credentials_file")
         return GoogleServiceAccount(
             credentials_file=auth.credentials_file, scopes=tuple(auth.scopes), **bearer
         )
     if kind == "github_app":
+        from agent.credentials.github import GithubApp
+
         require_secure_url(auth.api_url, path=f"{path}.api_url")
         provider = GithubApp(
             app_id=auth.app_id,
@@ -198,6 +218,8 @@ def _build(
             **bearer,
         )
     if kind == "aws_sigv4":
+        from agent.credentials.aws import AwsSigV4, default_sts_endpoint
+
         sts = getattr(auth, "sts_endpoint", None)
         if auth.role_arn is not None:
             sts = require_secure_url(
@@ -216,6 +238,8 @@ def _build(
             **common,
         )
     if kind == "kubernetes":
+        from agent.credentials.kubernetes import KubernetesToken
+
         try:
             return KubernetesToken(
                 token_file=auth.token_file, integration=name, poll_interval=poll_interval
@@ -226,6 +250,8 @@ def _build(
 
 
 def _service_account(file: str, path: str) -> dict[str, str]:
+    from agent.credentials.google import read_service_account
+
     try:
         return read_service_account(Path(file))
     except (OSError, ValueError) as exc:
