@@ -33,7 +33,10 @@ class AgentApp:
         *,
         listen: str | None = None,
         telemetry: Callable[[Any, EventHub], Telemetry] = Telemetry,
+        worker: tuple[int, int] | None = None,
     ) -> None:
+        """``worker``: ``(index, count)`` when this is one of ``serve --workers N``: the port is
+        shared (SO_REUSEPORT) and each ``scope: local`` limit is divided by ``count``."""
         self.config = config
         self.hub = EventHub()
         # Before anything publishes: telemetry subscribes to the hub (tests pass their own).
@@ -44,7 +47,11 @@ class AgentApp:
             from agent.redis import RedisRuntime
 
             self.redis = RedisRuntime.from_config(config.redis, self.hub)
-        self.registry = Registry.from_config(config.integrations, self.hub, redis=self.redis)
+        self.worker = worker
+        share = 1.0 / worker[1] if worker else 1.0
+        self.registry = Registry.from_config(
+            config.integrations, self.hub, redis=self.redis, local_share=share
+        )
         self.telemetry.instrument_integrations(self.registry)
         self.telemetry.watch_credentials(
             lambda: [(i.name, i.credentials.expires_at()) for i in self.registry]
@@ -58,6 +65,7 @@ class AgentApp:
             self.servicer,
             listen or config.listen.grpc,
             interceptors=self.telemetry.interceptors,
+            reuse_port=worker is not None,
         )
         self.address = ""
 
@@ -79,6 +87,7 @@ class AgentApp:
                 "integrations": sorted(i.name for i in self.registry),
                 "callers": len(self.config.callers),
                 "loop": type(asyncio.get_running_loop()).__module__.split(".")[0],
+                **({"worker": self.worker[0], "workers": self.worker[1]} if self.worker else {}),
             },
         )
         return self.address
@@ -116,11 +125,11 @@ def _loop_factory() -> Any:
     return uvloop.new_event_loop
 
 
-def run(config: Any, *, listen: str | None = None) -> int:
+def run(config: Any, *, listen: str | None = None, worker: tuple[int, int] | None = None) -> int:
     """Run the agent on uvloop until a signal; returns the process exit code."""
 
     async def main() -> None:
-        app = AgentApp(config, listen=listen)
+        app = AgentApp(config, listen=listen, worker=worker)
         await app.serve_until_signal()
 
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:

@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ADDR",
         help="override listen.grpc: HOST:PORT (port 0 picks a free one) or unix:///path.sock",
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("KILO_AGENT_WORKERS", "1")),
+        metavar="N",
+        help="run N agent processes sharing the TCP port (SO_REUSEPORT), one per free core; "
+        "each enforces 1/N of every scope: local limit (default $KILO_AGENT_WORKERS or 1)",
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # "i/N": set by the supervisor
     _add_log_args(serve)
 
     check = commands.add_parser(
@@ -199,14 +208,50 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"kilo-agent: cannot read config {path}: {exc.strerror}", file=sys.stderr)
         return 2
     setup_logging(fmt=args.log_format, level=args.log_level, secrets=_secret_values(config))
+    if args.workers > 1 and not args.worker:
+        return _serve_workers(args, config, path)
+    worker = None
+    if args.worker:
+        index, _, count = args.worker.partition("/")
+        worker = (int(index), int(count))
     try:
-        return run(config, listen=args.listen)
+        return run(config, listen=args.listen, worker=worker)
     except ConfigError as exc:
         print(f"kilo-agent: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:  # e.g. the listen address is taken
         log.error("cannot start", extra={"error": str(exc)})
         return 1
+
+
+def _serve_workers(args: argparse.Namespace, config: Any, path: str | None) -> int:
+    """Start ``--workers`` agent processes on one port and supervise them."""
+    from agent.workers import reserve_port, supervise
+
+    listen = args.listen or config.listen.grpc
+    if listen.startswith("unix:") or args.workers > 64:
+        print(
+            "kilo-agent: --workers needs a TCP listen address (HOST:PORT; SO_REUSEPORT does not "
+            "apply to Unix sockets) and at most 64 workers",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        address, holder = reserve_port(listen)
+    except OSError as exc:
+        print(f"kilo-agent: cannot bind {listen}: {exc.strerror}", file=sys.stderr)
+        return 1
+    common = ["--log-format", args.log_format, "--log-level", args.log_level, "--listen", address]
+    if path:
+        common += ["--config", str(path)]
+    argv = [
+        ["-m", "agent", "serve", *common, "--worker", f"{i}/{args.workers}"]
+        for i in range(args.workers)
+    ]
+    try:
+        return supervise(argv)
+    finally:
+        holder.close()
 
 
 def _secret_values(config: Any) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, ConfigProblem
@@ -35,11 +36,13 @@ def build_limiter(
     clock: Clock = SYSTEM_CLOCK,
     *,
     redis: RedisRuntime | None = None,
+    local_share: float = 1.0,
 ) -> Limiter:
     """The integration's limiter; one that never waits when nothing limits it.
 
     ``scope: global`` keeps it in ``redis`` (a ``RedisLimiter``, same semantics, shared by every
-    agent on that Redis); ``max_concurrent`` stays per agent either way.
+    agent on that Redis); ``max_concurrent`` stays per agent either way. ``local_share`` is this
+    process's part of a ``scope: local`` limit (``1/N`` for each of ``serve --workers N``).
     """
     rl = cfg.rate_limit
     rate = rl.per_second
@@ -74,6 +77,22 @@ def build_limiter(
     limits = rate is not None or rl.tokens_per_minute or rl.max_concurrent or rl.per_caller
     if not limits and not rl.adaptive:
         return UnlimitedLimiter()
+    if local_share < 1.0:
+        return LocalLimiter(
+            integration=name,
+            requests_per_second=rate * local_share if rate is not None else None,
+            burst=_part(rl.burst_size or 1, local_share),
+            max_wait=rl.max_wait,
+            max_concurrent=_part(rl.max_concurrent, local_share) if rl.max_concurrent else 0,
+            tokens_per_minute=rl.tokens_per_minute * local_share,
+            caller_limits={
+                caller: CallerLimit(limit.rate * local_share, _part(limit.burst, local_share))
+                for caller, limit in callers.items()
+            },
+            adaptive=rl.adaptive,
+            clock=clock,
+            hub=hub,
+        )
     return LocalLimiter(
         integration=name,
         requests_per_second=rate,
@@ -86,6 +105,11 @@ def build_limiter(
         clock=clock,
         hub=hub,
     )
+
+
+def _part(whole: float, share: float) -> int:
+    """This process's part of a count (burst, concurrency): never below 1."""
+    return max(1, math.ceil(whole * share))
 
 
 def build_breaker(

@@ -66,7 +66,13 @@ class Integration:
 
     @classmethod
     def from_config(
-        cls, name: str, cfg: Any, hub: EventHub, *, redis: RedisRuntime | None = None
+        cls,
+        name: str,
+        cfg: Any,
+        hub: EventHub,
+        *,
+        redis: RedisRuntime | None = None,
+        local_share: float = 1.0,
     ) -> Integration:
         """Build the runtime object (client, credentials, policies) from an IntegrationConfig.
 
@@ -102,7 +108,7 @@ class Integration:
             client=client,
             transport=client._transport,  # telemetry wraps this object's handle_async_request
             request_extensions={"timeout": client.timeout.as_dict()},
-            limiter=build_limiter(name, cfg, hub, redis=redis),
+            limiter=build_limiter(name, cfg, hub, redis=redis, local_share=local_share),
             breaker=build_breaker(name, cfg, hub),
             retry=build_retry(name, cfg, hub),
             cache=build_cache(cfg),

@@ -38,6 +38,7 @@ class Registry:
         hub: EventHub,
         *,
         redis: RedisRuntime | None = None,
+        local_share: float = 1.0,
     ) -> Registry:
         """Build every integration; report every one that cannot be built, all at once.
 
@@ -48,7 +49,9 @@ class Registry:
         problems: list[ConfigProblem] = []
         for name, cfg in integrations.items():
             try:
-                built[name] = Integration.from_config(name, cfg, hub, redis=redis)
+                built[name] = Integration.from_config(
+                    name, cfg, hub, redis=redis, local_share=local_share
+                )
             except ConfigError as exc:
                 problems.extend(exc.problems)
         if problems:

@@ -24,7 +24,12 @@ class GrpcServer:
     """The server with its health state; ``start`` binds, ``drain`` stops gracefully."""
 
     def __init__(
-        self, servicer: IntegrationAgentServicer, listen: str, *, interceptors: Sequence[Any] = ()
+        self,
+        servicer: IntegrationAgentServicer,
+        listen: str,
+        *,
+        interceptors: Sequence[Any] = (),
+        reuse_port: bool = False,
     ) -> None:
         self.servicer = servicer
         self.listen = listen
@@ -34,7 +39,9 @@ class GrpcServer:
             options=[
                 ("grpc.max_receive_message_length", _MAX_MESSAGE),
                 ("grpc.max_send_message_length", _MAX_MESSAGE),
-                ("grpc.so_reuseport", 0),  # a second agent on the same port must fail, not share
+                # A second agent on the same port must fail, not share it -- unless it is one of
+                # the workers of `serve --workers N`, which share the port on purpose.
+                ("grpc.so_reuseport", 1 if reuse_port else 0),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
