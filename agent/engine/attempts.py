@@ -19,7 +19,7 @@ from agent.engine.integration import Integration, origin_of
 from agent.engine.types import CallMetrics
 from agent.errors import AgentError, UpstreamTimeout
 from agent.events import EventHub, UpstreamAttempt
-from agent.transport import map_transport_error
+from agent.transport import map_transport_error, read_body
 from agent.transport.errors import error_type
 
 __all__ = ["Answer", "AttemptRunner", "Prepared", "timeout_error"]
@@ -100,7 +100,7 @@ class AttemptRunner:
                         answer.response = response
                     else:
                         try:
-                            answer.body = await response.aread()
+                            answer.body = await read_body(response)
                         finally:
                             await response.aclose()
             except TimeoutError:

@@ -21,9 +21,23 @@ import aiohttp
 import httpx
 import yarl
 
-__all__ = ["AiohttpTransport"]
+__all__ = ["AiohttpTransport", "read_body"]
 
 _CHUNK = 64 * 1024
+# The encodings aiohttp decompresses itself (its parser knows exactly these four; br and zstd
+# need optional packages, without which it refuses the body rather than passing it on).
+_DECODED = frozenset({"gzip", "deflate", "br", "zstd"})
+
+
+async def read_body(response: httpx.Response) -> bytes:
+    """Read a whole response body: straight from aiohttp when it came through this transport,
+    else through httpx (``Response.aread``)."""
+    stream = response.stream
+    if isinstance(stream, _Body):
+        body = await stream.read_all()
+        response._content = body  # so response.content works as after aread()
+        return body
+    return await response.aread()
 
 
 def _mapped(exc: BaseException, request: httpx.Request, *, connecting: bool) -> httpx.HTTPError:
@@ -56,6 +70,13 @@ class _Body(httpx.AsyncByteStream):
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, self._request, connecting=False) from exc
 
+    async def read_all(self) -> bytes:
+        """The whole body in one read (the engine's fast path for ``Call``)."""
+        try:
+            return await self._response.read()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise _mapped(exc, self._request, connecting=False) from exc
+
     async def aclose(self) -> None:
         self._response.release()
 
@@ -82,7 +103,9 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
         )
         self._session = aiohttp.ClientSession(
             connector=connector,
-            auto_decompress=False,  # httpx decodes Content-Encoding itself
+            # aiohttp decompresses (in C) and the headers drop Content-Encoding/-Length below,
+            # so httpx's own (pure Python) decoders see an identity body.
+            auto_decompress=True,
             skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept"),
             cookie_jar=aiohttp.DummyCookieJar(),  # one app's cookies must never reach another
             timeout=aiohttp.ClientTimeout(total=None),
@@ -115,9 +138,16 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
             connected = True
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             raise _mapped(exc, request, connecting=not connected) from exc
+        headers = response.raw_headers
+        if response.headers.get("Content-Encoding", "identity").lower() in _DECODED:
+            headers = tuple(
+                (k, v)
+                for k, v in headers
+                if k.lower() not in (b"content-encoding", b"content-length")
+            )
         return httpx.Response(
             status_code=response.status,
-            headers=response.raw_headers,
+            headers=headers,
             stream=_Body(response, request),
             request=request,
             extensions={
