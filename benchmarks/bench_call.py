@@ -277,18 +277,36 @@ def _cpu(pids: list[int]) -> float:
 
 
 def _rss(pid: int) -> int:
+    """RSS of the process and its children (workers of a multi-process server), in bytes."""
+    return sum(_rss_one(p) for p in _tree(pid))
+
+
+def _rss_one(pid: int) -> int:
     try:
         return int(psutil.Process(pid).memory_info().rss)
     except psutil.Error:
         return 0
 
 
-def _upstream_conns(pid: int, port: int) -> int:
+def _tree(pid: int) -> list[int]:
+    """The process and its descendants (CPU and RSS of a server count them all)."""
     try:
-        conns = psutil.Process(pid).net_connections(kind="tcp")
+        return [pid, *(c.pid for c in psutil.Process(pid).children(recursive=True))]
     except psutil.Error:
-        return -1
-    return sum(1 for c in conns if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED")
+        return [pid]
+
+
+def _upstream_conns(pid: int, port: int) -> int:
+    total = 0
+    for p in _tree(pid):
+        try:
+            conns = psutil.Process(p).net_connections(kind="tcp")
+        except psutil.Error:
+            return -1
+        total += sum(
+            1 for c in conns if c.raddr and c.raddr.port == port and c.status == "ESTABLISHED"
+        )
+    return total
 
 
 def _split(total: int, parts: int) -> list[int]:
@@ -332,7 +350,9 @@ def run_phase(
         specs.append(s)
     futures = [pool.submit(loadgen.run_worker, s) for s in specs]
     time.sleep(max(0.0, t_begin - time.monotonic()))
-    s_cpu0 = _cpu([server_pid]) if server_pid else 0.0
+    server_pids = _tree(server_pid) if server_pid else []
+    by_pid0 = {p: _cpu([p]) for p in server_pids}
+    s_cpu0 = _cpu(server_pids) if server_pid else 0.0
     u_cpu0 = _cpu(upstream_pids)
     rss_peak = 0
     conns = -1
@@ -340,13 +360,15 @@ def run_phase(
         if server_pid:
             rss_peak = max(rss_peak, _rss(server_pid))
         time.sleep(min(0.25, max(0.0, t_end - time.monotonic())))
-    s_cpu1 = _cpu([server_pid]) if server_pid else 0.0
+    s_cpu1 = _cpu(server_pids) if server_pid else 0.0
+    by_pid = {str(p): round(_cpu([p]) - c0, 3) for p, c0 in by_pid0.items()}
     u_cpu1 = _cpu(upstream_pids)
     if server_pid:
         conns = _upstream_conns(server_pid, upstream_port)
         rss_peak = max(rss_peak, _rss(server_pid))
     results = [f.result(timeout=args.duration + args.warmup + 30) for f in futures]
     latencies = sorted(x for r in results for x in r["latencies"])
+    ttfbs = sorted(x for r in results for x in r.get("ttfbs", ()))
     errors: dict[str, int] = {}
     for r in results:
         for k, v in r["errors"].items():
@@ -371,10 +393,15 @@ def run_phase(
         "p99_ms": percentile(latencies, 99) * ms,
         "max_ms": (latencies[-1] * ms) if latencies else 0.0,
         "mean_ms": (sum(latencies) / len(latencies) * ms) if latencies else 0.0,
+        "ttfb_p50_ms": percentile(ttfbs, 50) * ms if ttfbs else None,
+        "ttfb_p90_ms": percentile(ttfbs, 90) * ms if ttfbs else None,
+        "ttfb_p99_ms": percentile(ttfbs, 99) * ms if ttfbs else None,
+        "mib_per_s": sum(r.get("bytes_in_window", 0) for r in results) / args.duration / 2**20,
         "errors": errors,
         "dropped": sum(r["dropped"] for r in results),
         "max_send_lag_ms": max(r["max_send_lag_ms"] for r in results),
         "server_cpu_s": server_cpu if server_pid else None,
+        "server_cpu_s_by_pid": by_pid if len(by_pid) > 1 else None,
         "server_core_util": (server_cpu / args.duration) if server_pid else None,
         "server_cpu_us_per_call": (server_cpu / done * 1e6) if server_pid and done else None,
         "server_rss_peak_mib": rss_peak / 2**20 if server_pid else None,

@@ -122,7 +122,7 @@ def start_agent(config: dict[str, Any], workdir: Path) -> AgentProcess:
     path = workdir / "agent.yaml"
     path.write_text(yaml.safe_dump(config))
     env = {**os.environ, "OTEL_SDK_DISABLED": "true", "OTEL_TRACES_EXPORTER": "none"}
-    args = [sys.executable, "-m", "tests.support.redis_agent", "serve", "--config", str(path)]
+    args = [sys.executable, "-m", "agent", "serve", "--config", str(path)]
     proc = subprocess.Popen(
         args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT
     )

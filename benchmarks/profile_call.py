@@ -47,6 +47,8 @@ COMPONENTS: list[tuple[str, re.Pattern[str]]] = [
     ("h2 / hpack", re.compile(r"(^|[ (/])(h2|hpack)/")),
     ("httpx (client, models, headers, URL)", re.compile(r"httpx/")),
     ("anyio / sniffio", re.compile(r"(anyio|sniffio)/")),
+    ("aiohttp / yarl / multidict", re.compile(r"(aiohttp|yarl|multidict)/")),
+    ("agent.telemetry", re.compile(r"agent/telemetry/")),
     ("agent.engine", re.compile(r"agent/engine/")),
     ("agent.server", re.compile(r"agent/server/")),
     ("agent (other)", re.compile(r"agent/(credentials|transport|events|errors|policies)")),
@@ -89,6 +91,9 @@ KEY_FUNCTIONS = [
     "AnyIOStream.write",
     "Response.aread",
     "strip_hop_by_hop",
+    "AiohttpTransport.handle_async_request",
+    "ClientSession._request",
+    "Engine.stream",
     "Headers.multi_items",
 ]
 _FRAME = re.compile(r"^(?P<func>.*?) \((?P<where>[^()]*)\)$")
@@ -200,7 +205,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--server", choices=("agent", "proto"), default="agent")
+    parser.add_argument(
+        "--server",
+        choices=("agent", "agent-full", "proto"),
+        default="agent",
+        help="agent = minimal config, telemetry off; agent-full = run_all.py's everything-on "
+        "agent (limits, breaker, retry, OTLP to a local sink, audit file)",
+    )
     parser.add_argument("--transport", default="", help="agent transport block as JSON")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds sampled")
     parser.add_argument("--warmup", type=float, default=2.0)
@@ -230,7 +241,14 @@ def main() -> int:
 
     bench_call._pin(bench_call.LOAD_CORE)
     up = upstream_mod.start_upstream()
-    server = bench_call.start_server(args.server, up.base_url, transport)
+    sink = None
+    if args.server == "agent-full":
+        import run_all
+
+        sink = run_all.CountingSink()
+        server = run_all.start_agent("full", up.base_url, sink.endpoint)
+    else:
+        server = bench_call.start_server(args.server, up.base_url, transport)
     spy_cmd = [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(args.duration))]
     spy_cmd += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
     if args.native:
@@ -279,6 +297,8 @@ def main() -> int:
     finally:
         server.stop()
         shutil.rmtree(server.workdir, ignore_errors=True)
+        if sink is not None:
+            sink.stop()
         up.stop()
     proc = spy.get("proc")
     if proc is None or proc.returncode != 0 or not raw.exists():
@@ -286,7 +306,7 @@ def main() -> int:
         return 1
     summary = summarise(parse_raw(raw.read_text()))
     meta = {
-        "server": "kilo-agent" if args.server == "agent" else "proto_aiohttp_hop",
+        "server": "proto_aiohttp_hop" if args.server == "proto" else f"kilo-agent ({args.server})",
         "transport": transport,
         "duration": args.duration,
         "concurrency": args.concurrency,

@@ -26,6 +26,12 @@ from pathlib import Path
 
 CHAT_PATH = "/v1/chat/completions"
 BODY_SIZE = 1024
+SIZED_PATH = "/v1/sized/{size}"  # POST: a chat.completion padded to exactly {size} bytes
+SIZES = (1024, 64 * 1024, 1024 * 1024)
+SSE_PATH = "/v1/sse/chat"  # POST: a canned multi-event chat.completion.chunk SSE stream
+SSE_EVENTS = 128
+BIG_PATH = "/v1/big/stream"  # POST: BIG_SIZE bytes of application/octet-stream
+BIG_SIZE = 100 * 1024 * 1024
 
 
 def canned_completion(size: int = BODY_SIZE) -> bytes:
@@ -55,6 +61,43 @@ def canned_completion(size: int = BODY_SIZE) -> bytes:
     body = json.dumps(doc, separators=(",", ":")).encode()
     assert len(body) == size, len(body)
     return body
+
+
+def canned_sse(events: int = SSE_EVENTS) -> bytes:
+    """An OpenAI streaming answer: ``events`` chat.completion.chunk events, then ``[DONE]``."""
+    out = []
+    for i in range(events):
+        chunk = {
+            "id": "chatcmpl-bench0000000000000000000000",
+            "object": "chat.completion.chunk",
+            "created": 1732500000,
+            "model": "gpt-4o-mini-2024-07-18",
+            "choices": [
+                {
+                    "index": 0,
+                    "delta": {"content": f"word{i:04d} "},
+                    "logprobs": None,
+                    "finish_reason": "stop" if i == events - 1 else None,
+                }
+            ],
+        }
+        out.append(b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n")
+    out.append(b"data: [DONE]\n\n")
+    return b"".join(out)
+
+
+def sse_size() -> int:
+    return len(canned_sse())
+
+
+def write_big(path: Path, size: int = BIG_SIZE) -> None:
+    """``size`` bytes of a repeating pattern, written in 1 MiB blocks."""
+    block = (b"kilo-agent streaming benchmark " * 40000)[: 1 << 20]
+    with path.open("wb") as f:
+        left = size
+        while left > 0:
+            f.write(block[: min(left, len(block))])
+            left -= len(block)
 
 
 def chat_request_body() -> bytes:
@@ -145,6 +188,8 @@ http {{
     http2_max_concurrent_streams 1024;
     client_body_buffer_size 64k;
     server_tokens off;
+    sendfile on;
+    tcp_nopush on;
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         listen 127.0.0.1:{h2c_port} http2 backlog=4096;
@@ -153,11 +198,31 @@ http {{
             default_type application/json;
             return 200 '{body}';
         }}
+        # canned files; POST is turned into a GET of the same file (static files refuse POST)
+        location /v1/sized/ {{
+            root {prefix}/www; default_type application/json; error_page 405 =200 $uri;
+        }}
+        location /v1/sse/ {{
+            root {prefix}/www; default_type text/event-stream; error_page 405 =200 $uri;
+        }}
+        location /v1/big/ {{
+            root {prefix}/www; default_type application/octet-stream; error_page 405 =200 $uri;
+        }}
         location = /nginx_status {{ stub_status; }}
         location / {{ return 404; }}
     }}
 }}
 """
+
+
+def write_files(www: Path) -> None:
+    """The canned bodies nginx serves as files: sized completions, the SSE stream, 100 MiB."""
+    for sub in ("sized", "sse", "big"):
+        (www / "v1" / sub).mkdir(parents=True, exist_ok=True)
+    for size in SIZES:
+        (www / SIZED_PATH.format(size=size).lstrip("/")).write_bytes(canned_completion(size))
+    (www / SSE_PATH.lstrip("/")).write_bytes(canned_sse())
+    write_big(www / BIG_PATH.lstrip("/"))
 
 
 def start_nginx(nginx: str) -> Upstream:
@@ -167,6 +232,11 @@ def start_nginx(nginx: str) -> Upstream:
     prefix = tempfile.mkdtemp(prefix="kilo-bench-nginx-")
     for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(f"{prefix}/tmp/{sub}", exist_ok=True)
+    write_files(Path(prefix, "www"))
+    # nginx's worker may run as an unprivileged user (when the harness runs as root): let it
+    # read the canned files (nothing secret in there)
+    for path in (Path(prefix), *Path(prefix, "www").rglob("*")):
+        path.chmod(0o755 if path.is_dir() else 0o644)
     port, h2c_port = free_port(), free_port()
     conf = Path(prefix, "nginx.conf")
     conf.write_text(
@@ -248,12 +318,42 @@ def _serve_aiohttp(port: int) -> None:
         pass
     body = canned_completion()
 
+    sized = {size: canned_completion(size) for size in SIZES}
+    sse = canned_sse()
+    block = (b"kilo-agent streaming benchmark " * 40000)[: 1 << 20]
+
     async def chat(request: web.Request) -> web.Response:
         await request.read()
         return web.Response(body=body, content_type="application/json")
 
+    async def sized_body(request: web.Request) -> web.Response:
+        await request.read()
+        data = sized.get(int(request.match_info["size"]))
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/json")
+
+    async def sse_body(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(body=sse, content_type="text/event-stream")
+
+    async def big(request: web.Request) -> web.StreamResponse:
+        await request.read()
+        response = web.StreamResponse(headers={"content-type": "application/octet-stream"})
+        response.content_length = BIG_SIZE
+        await response.prepare(request)
+        left = BIG_SIZE
+        while left > 0:
+            await response.write(block[: min(left, len(block))])
+            left -= len(block)
+        await response.write_eof()
+        return response
+
     app = web.Application()
     app.router.add_post(CHAT_PATH, chat)
+    app.router.add_post("/v1/sized/{size}", sized_body)
+    app.router.add_post(SSE_PATH, sse_body)
+    app.router.add_post(BIG_PATH, big)
     web.run_app(
         app,
         host="127.0.0.1",
