@@ -183,7 +183,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from agent.app import run
     from agent.config import default_config, load_config
     from agent.errors import ConfigError
     from agent.logs import setup_logging
@@ -210,6 +209,8 @@ def _serve(args: argparse.Namespace) -> int:
     setup_logging(fmt=args.log_format, level=args.log_level, secrets=_secret_values(config))
     if args.workers > 1 and not args.worker:
         return _serve_workers(args, config, path)
+    from agent.app import run  # not in the --workers supervisor: it serves no calls
+
     worker = None
     if args.worker:
         index, _, count = args.worker.partition("/")
