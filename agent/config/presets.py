@@ -267,7 +267,7 @@ _ALL = [
         "Slack incoming webhook",
         {"webhook_url": "${env:SLACK_WEBHOOK_URL}", "rate_limit": _ADAPTIVE},
         key_env=("SLACK_WEBHOOK_URL",),
-        base_url_example="webhook_url: https://hooks.slack.com/services/T000/B000/XXXX",
+        base_url_example="webhook_url: https://hooks.slack.com/services/T000/B000/secret",
     ),
     _preset(
         "discord",

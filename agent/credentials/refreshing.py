@@ -9,6 +9,7 @@ under one lock (``shared.py``); ``shared_identity`` names the credential across 
 
 from __future__ import annotations
 
+import abc
 import hashlib
 from collections.abc import Mapping
 from datetime import datetime
@@ -21,7 +22,7 @@ from agent.events import EventHub
 __all__ = ["RefreshingBearer"]
 
 
-class RefreshingBearer:
+class RefreshingBearer(abc.ABC):
     """Base of the OAuth-style providers: ``Authorization: Bearer <fetched token>``."""
 
     secret_header: str | None = "authorization"  # noqa: S105 - a header name
@@ -53,9 +54,9 @@ class RefreshingBearer:
             fetch, integration=integration, hub=hub, policy=policy
         )
 
+    @abc.abstractmethod
     async def fetch(self) -> Token[str]:
         """Obtain a new access token (the bare token; ``Bearer`` is added here)."""
-        raise NotImplementedError
 
     def shared_identity(self) -> str:
         """What makes two replicas' credentials the same one (not secret: it is hashed into a
@@ -67,7 +68,9 @@ class RefreshingBearer:
         return {}
 
     def import_state(self, state: Mapping[str, str]) -> None:
-        """Take the state another replica shared (see ``export_state``)."""
+        """Take the state another replica shared (see ``export_state``); most providers have
+        none, so by default there is nothing to take."""
+        return None
 
     def _shared_name(self) -> str:
         digest = hashlib.sha256(self.shared_identity().encode()).hexdigest()[:24]
