@@ -17,6 +17,8 @@ from tests.support.process import AgentProcess
 from tests.support.process import start_agent as start_agent_process_sync
 from tests.support.upstream import Upstream, run_upstream
 
+pytest_plugins = ["tests.support.fixtures_credentials"]
+
 SECRET = "sk-test-Zq8vTt3rXbLm4WcN"  # the bearer token the agent injects; must never leak
 
 

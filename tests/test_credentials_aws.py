@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +38,6 @@ def server(server_module: TokenServer) -> TokenServer:
     server_module.reset()
     server_module.aws_keys[ACCESS_KEY] = (SECRET_KEY, "", float("inf"))
     return server_module
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[list[CredentialProvider]]:
-    made: list[CredentialProvider] = []
-    yield made
-    for provider in made:
-        await provider.aclose()
 
 
 async def started(made: list[CredentialProvider], auth: Any, **kw: Any) -> CredentialProvider:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +19,6 @@ from agent.errors import ConfigError
 from tests.support.cred_helpers import cluster_token, k8s_atomic_write
 
 POLL = 0.05
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[list[CredentialProvider]]:
-    made: list[CredentialProvider] = []
-    yield made
-    for provider in made:
-        await provider.aclose()
 
 
 def auth_from(auth: dict[str, Any]) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,20 +40,6 @@ def server_module() -> Iterator[TokenServer]:
 def server(server_module: TokenServer) -> TokenServer:
     server_module.reset()
     return server_module
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient() as client:
-        yield client
-
-
-@pytest.fixture
-async def providers() -> AsyncIterator[list[CredentialProvider]]:
-    made: list[CredentialProvider] = []
-    yield made
-    for provider in made:
-        await provider.aclose()
 
 
 async def started(made: list[CredentialProvider], auth: Any, **kw: Any) -> CredentialProvider:

@@ -23,7 +23,6 @@ import hmac
 import math
 import re
 import secrets
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,8 @@ from aiohttp import web
 from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from tests.support.threaded_app import serve_in_thread
 
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -396,31 +397,6 @@ def _verify_sigv4(state: TokenServer, request: web.Request, body: bytes) -> str:
 def run_token_server() -> Iterator[TokenServer]:
     """Serve on 127.0.0.1 (a free port) in a daemon thread for the block's life."""
     state = TokenServer()
-    ready = threading.Event()
-    stop: asyncio.Event | None = None
-
-    async def main() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        state.loop = asyncio.get_running_loop()
-        runner = web.AppRunner(_app(state), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        state.url = f"http://127.0.0.1:{port}"
-        ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the token server did not start within 10s")
-    try:
+    with serve_in_thread(lambda: _app(state), what="the token server") as (url, loop):
+        state.url, state.loop = url, loop
         yield state
-    finally:
-        assert state.loop is not None
-        assert stop is not None
-        state.loop.call_soon_threadsafe(stop.set)
-        thread.join(10)

@@ -12,13 +12,14 @@ import asyncio
 import base64
 import gzip
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from aiohttp import web
+
+from tests.support.threaded_app import serve_in_thread
 
 
 @dataclass
@@ -170,31 +171,6 @@ def _app(state: Upstream) -> web.Application:
 def run_upstream() -> Iterator[Upstream]:
     """Serve the upstream on 127.0.0.1 (a free port) in a daemon thread for the block's life."""
     state = Upstream(url="")
-    ready = threading.Event()
-    stop: asyncio.Event | None = None
-
-    async def main() -> None:
-        nonlocal stop
-        stop = asyncio.Event()
-        state.loop = asyncio.get_running_loop()
-        runner = web.AppRunner(_app(state), access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        state.url = f"http://127.0.0.1:{port}"
-        ready.set()
-        await stop.wait()
-        await runner.cleanup()
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the test upstream did not start within 10s")
-    try:
+    with serve_in_thread(lambda: _app(state), what="the test upstream") as (url, loop):
+        state.url, state.loop = url, loop
         yield state
-    finally:
-        assert state.loop is not None
-        assert stop is not None
-        state.loop.call_soon_threadsafe(stop.set)
-        thread.join(10)
