@@ -57,7 +57,7 @@ class AgentApp:
             lambda: [(i.name, i.credentials.expires_at()) for i in self.registry]
         )
         self.engine = Engine(self.registry, self.hub)
-        callers = CallerAuthenticator(config.callers)
+        self.callers = callers = CallerAuthenticator(config.callers)
         self.servicer = IntegrationAgentServicer(
             self.engine, callers, self.hub, trace_id=self.telemetry.trace_id_source
         )
@@ -78,6 +78,7 @@ class AgentApp:
             )
         for integration in self.registry:
             await integration.credentials.start()
+        self.callers.start()
         self.address = await self.server.start()
         self.telemetry.start(self.address)
         _log.info(
@@ -99,6 +100,7 @@ class AgentApp:
         if not drained:
             _log.warning("grace period over: cancelled the calls still in flight")
         await self.registry.aclose()
+        await self.callers.aclose()
         if self.redis is not None:
             await self.redis.aclose()
         await self.telemetry.aclose()  # audit lines, spans, metrics: flushed within a limit

@@ -379,3 +379,36 @@ async def test_http2_transport_option_serves_calls(start_agent, upstream) -> Non
     response = await stub.Call(req("h2", method="POST", path="/x", body=b"payload"))
     assert response.status == 200
     assert base64.b64decode(json.loads(response.body)["body_b64"]) == b"payload"
+
+
+async def test_caller_token_from_a_file_is_reloaded_when_the_secret_rotates(
+    start_agent, upstream, tmp_path
+) -> None:
+    import asyncio
+    import time
+
+    from tests.support.cred_helpers import k8s_atomic_write
+
+    secrets_dir = tmp_path / "secret"
+    secrets_dir.mkdir()
+    k8s_atomic_write(secrets_dir, {"token": "tok-generation-1-abcdef"}, 1)
+    config = base_config(upstream.url)
+    config["callers"] = [
+        {"name": "app", "token": f"${{file:{secrets_dir / 'token'}}}", "allow": ["*"]}
+    ]
+    _app, stub, _ = await start_agent(config)
+    old = [("authorization", "Bearer tok-generation-1-abcdef")]
+    new = [("authorization", "Bearer tok-generation-2-ghijkl")]
+    assert (await stub.Call(req(), metadata=old)).status == 200
+    k8s_atomic_write(secrets_dir, {"token": "tok-generation-2-ghijkl"}, 2)
+    deadline = time.monotonic() + 5
+    while True:  # the watcher stats the file once a second
+        try:
+            assert (await stub.Call(req(), metadata=new)).status == 200
+            break
+        except grpc.aio.AioRpcError:
+            assert time.monotonic() < deadline, "the rotated caller token was not picked up"
+            await asyncio.sleep(0.1)
+    await expect_error(
+        stub.Call(req(), metadata=old), grpc.StatusCode.UNAUTHENTICATED, "CALLER_UNAUTHENTICATED"
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import agent.credentials.files as files_module
+import agent.config.files as files_module
 from agent.config import KubernetesAuth, parse_config
 from agent.credentials import build_provider, transport_ca_file
 from agent.credentials.base import CredentialProvider

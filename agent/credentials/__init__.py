@@ -12,11 +12,11 @@ import importlib
 from pathlib import Path
 from typing import Any
 
+from agent.config.files import read_secret, secret_files
 from agent.credentials.azure import AzureAd, azure_token_url
 from agent.credentials.base import CredentialProvider
 from agent.credentials.cache import RefreshFailed, RefreshingCache, RefreshPolicy, Token
 from agent.credentials.endpoint import require_secure_url
-from agent.credentials.files import read_secret, secret_files
 from agent.credentials.oauth2 import OAuth2ClientCredentials, OAuth2RefreshToken
 from agent.credentials.shared import (
     SharedFetch,

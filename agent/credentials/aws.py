@@ -28,10 +28,10 @@ from botocore.auth import S3SigV4Auth, SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from agent.config.files import FileWatcher, read_secret, read_text_file, secret_files
 from agent.config.secret import Secret
 from agent.credentials.cache import RefreshFailed, RefreshingCache, RefreshPolicy, Token
 from agent.credentials.endpoint import TokenClient, display_url
-from agent.credentials.files import FileWatcher, read_secret, read_text_file, secret_files
 from agent.events import EventHub
 
 __all__ = ["INJECTED_HEADERS", "AwsSigV4", "default_sts_endpoint"]

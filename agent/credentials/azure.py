@@ -11,10 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agent.config.files import read_text_file
 from agent.config.secret import Secret
 from agent.credentials.cache import RefreshFailed, Token
 from agent.credentials.endpoint import display_url, parse_oauth_token
-from agent.credentials.files import read_text_file
 from agent.credentials.oauth2 import current_secret
 from agent.credentials.refreshing import RefreshingBearer
 

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.config.files import read_text_file
 from agent.credentials.assertions import load_rsa_key, sign_rs256
 from agent.credentials.cache import RefreshFailed, Token
 from agent.credentials.endpoint import display_url, parse_oauth_token, require_secure_url
-from agent.credentials.files import read_text_file
 from agent.credentials.refreshing import RefreshingBearer
 from agent.errors import ConfigError
 

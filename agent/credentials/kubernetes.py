@@ -17,7 +17,7 @@ from pathlib import Path
 
 import jwt
 
-from agent.credentials.files import read_text_file
+from agent.config.files import read_text_file
 from agent.credentials.static import StaticHeader
 
 __all__ = ["KubernetesToken"]

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
+from agent.config.files import read_secret
 from agent.config.secret import Secret
 from agent.credentials.cache import RefreshFailed, Token
 from agent.credentials.endpoint import display_url, parse_oauth_response
-from agent.credentials.files import read_secret
 from agent.credentials.refreshing import RefreshingBearer
 from agent.credentials.static import basic_value
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
-from agent.credentials.files import FileWatcher
+from agent.config.files import FileWatcher
 
 __all__ = ["NoCredentials", "StaticHeader", "basic_value"]
 

@@ -9,13 +9,17 @@ integrations in its ``allow`` list.
 from __future__ import annotations
 
 import hmac
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from agent.config.files import FileWatcher, read_secret, secret_files
 from agent.errors import CallerNotAllowed, CallerUnauthenticated
 
 __all__ = ["Caller", "CallerAuthenticator"]
+
+_log = logging.getLogger("agent.server")
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,16 +34,35 @@ _ANONYMOUS = Caller(name="", allowed=None)
 
 
 class CallerAuthenticator:
-    """Maps the ``authorization`` metadata of a call to a :class:`Caller`."""
+    """Maps the ``authorization`` metadata of a call to a :class:`Caller`.
 
-    def __init__(self, callers: Sequence[Any]) -> None:
+    Tokens from ``${file:}`` are re-read when their file changes (a Kubernetes Secret update):
+    one ``stat`` per file per second in the background, never a read per call.
+    """
+
+    def __init__(self, callers: Sequence[Any], *, poll_interval: float = 1.0) -> None:
+        self._callers = tuple(callers)
         self._entries: tuple[tuple[bytes, Caller], ...] = tuple(
-            (
-                c.token.get().encode(),
-                Caller(c.name, None if "*" in c.allow else frozenset(c.allow)),
-            )
-            for c in callers
+            (c.token.get().encode(), _caller(c)) for c in self._callers
         )
+        paths = sorted({p for c in self._callers for p in secret_files(c.token)})
+        self._watcher = FileWatcher(paths, self._reload, interval=poll_interval)
+
+    def start(self) -> None:
+        """Begin watching the token files (needs the running loop)."""
+        self._watcher.start("callers")
+
+    async def aclose(self) -> None:
+        await self._watcher.aclose()
+
+    def _reload(self) -> None:
+        try:
+            entries = tuple((read_secret(c.token).encode(), _caller(c)) for c in self._callers)
+        except (OSError, ValueError) as exc:  # mid-rotation: keep the tokens we have
+            _log.warning("caller tokens not reloaded, keeping the current ones (%s)", exc)
+            return
+        self._entries = entries
+        _log.info("caller tokens reloaded", extra={"callers": len(entries)})
 
     @property
     def enabled(self) -> bool:
@@ -76,6 +99,10 @@ class CallerAuthenticator:
                 "add it to the caller's `allow` list in the agent config",
                 integration=integration,
             )
+
+
+def _caller(config: Any) -> Caller:
+    return Caller(config.name, None if "*" in config.allow else frozenset(config.allow))
 
 
 def _bearer(metadata: Iterable[tuple[str, str | bytes]] | None) -> str | None:

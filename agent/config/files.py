@@ -22,7 +22,7 @@ from agent.config.secret import Secret
 
 __all__ = ["FileWatcher", "read_secret", "read_text_file", "secret_files"]
 
-_log = logging.getLogger("agent.credentials")
+_log = logging.getLogger("agent.config")
 
 _FILE_REF = re.compile(r"\$\{\s*file\s*:([^{}]*)\}")
 
@@ -107,7 +107,7 @@ class FileWatcher:
 
     def start(self, name: str) -> None:
         if self._task is None and self.paths:
-            self._task = asyncio.create_task(self._run(), name=f"credentials:{name}:watch")
+            self._task = asyncio.create_task(self._run(), name=f"watch:{name}")
 
     def check(self) -> bool:
         """Stat now; call ``on_change`` and return True if something changed."""
@@ -124,7 +124,7 @@ class FileWatcher:
             try:
                 self.check()
             except Exception as exc:  # never let a bad reload stop the watching
-                _log.warning("reloading a credential file failed (%s)", type(exc).__name__)
+                _log.warning("reloading a secret file failed (%s)", type(exc).__name__)
 
     async def aclose(self) -> None:
         if self._task is not None:
