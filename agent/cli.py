@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from agent.config import default_config, load_config
+    from agent.config import default_config, load_config, secret_values
     from agent.errors import ConfigError
     from agent.logs import setup_logging
 
@@ -206,7 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"kilo-agent: cannot read config {path}: {exc.strerror}", file=sys.stderr)
         return 2
-    setup_logging(fmt=args.log_format, level=args.log_level, secrets=_secret_values(config))
+    setup_logging(fmt=args.log_format, level=args.log_level, secrets=secret_values(config))
     if args.workers > 1 and not args.worker:
         return _serve_workers(args, config, path)
     from agent.app import run  # not in the --workers supervisor: it serves no calls
@@ -253,29 +253,6 @@ def _serve_workers(args: argparse.Namespace, config: Any, path: str | None) -> i
         return supervise(argv)
     finally:
         holder.close()
-
-
-def _secret_values(config: Any) -> list[str]:
-    """Every Secret value in the config, for the log scrubber."""
-    from agent.config import Secret
-
-    found: list[str] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, Secret):
-            found.append(value.get())
-        elif hasattr(value, "model_fields"):
-            for name in type(value).model_fields:
-                walk(getattr(value, name))
-        elif isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, list | tuple):
-            for item in value:
-                walk(item)
-
-    walk(config)
-    return found
 
 
 def _check_config(args: argparse.Namespace) -> int:

@@ -42,7 +42,7 @@ from .policies import (
     RetryConfig,
 )
 from .presets import PRESET_ALIASES, PRESETS, Preset, resolve_preset_name
-from .redact import redacted_dump
+from .redact import redacted_dump, secret_values
 from .secret import MASK, Secret
 from .units import parse_duration, parse_size
 
@@ -85,4 +85,5 @@ __all__ = [
     "parse_size",
     "redacted_dump",
     "resolve_preset_name",
+    "secret_values",
 ]

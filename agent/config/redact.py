@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from .models import Config
-from .secret import MASK
+from .secret import MASK, Secret
 
-__all__ = ["redacted_dump"]
+__all__ = ["redacted_dump", "secret_values"]
 
 _SENSITIVE_HEADER_WORDS = (
     "auth",
@@ -46,3 +46,24 @@ def redacted_dump(config: Config) -> dict[str, Any]:
             for header, value in integration.headers.items()
         }
     return data
+
+
+def secret_values(config: Config) -> list[str]:
+    """Every ``Secret`` value in the config: what the log scrubber must never let through."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, Secret):
+            found.append(value.get())
+        elif hasattr(value, "model_fields"):
+            for name in type(value).model_fields:
+                walk(getattr(value, name))
+        elif isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list | tuple):
+            for item in value:
+                walk(item)
+
+    walk(config)
+    return found

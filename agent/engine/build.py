@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING, Any
 
 from agent.errors import ConfigError, ConfigProblem
@@ -50,6 +49,17 @@ def build_limiter(
         caller: CallerLimit(limit.per_second, limit.burst_size)
         for caller, limit in rl.per_caller.items()
     }
+    settings: dict[str, Any] = {
+        "requests_per_second": rate,
+        "burst": rl.burst_size or 1,
+        "max_wait": rl.max_wait,
+        "max_concurrent": rl.max_concurrent,
+        "tokens_per_minute": rl.tokens_per_minute,
+        "caller_limits": callers,
+        "adaptive": rl.adaptive,
+        "clock": clock,
+        "hub": hub,
+    }
     if rl.scope == "global":
         if redis is None:
             raise ConfigError(
@@ -62,54 +72,11 @@ def build_limiter(
                     )
                 ]
             )
-        return redis.limiter(
-            name,
-            requests_per_second=rate,
-            burst=rl.burst_size or 1,
-            max_wait=rl.max_wait,
-            max_concurrent=rl.max_concurrent,
-            tokens_per_minute=rl.tokens_per_minute,
-            caller_limits=callers,
-            adaptive=rl.adaptive,
-            clock=clock,
-            hub=hub,
-        )
+        return redis.limiter(name, **settings)
     limits = rate is not None or rl.tokens_per_minute or rl.max_concurrent or rl.per_caller
     if not limits and not rl.adaptive:
         return UnlimitedLimiter()
-    if local_share < 1.0:
-        return LocalLimiter(
-            integration=name,
-            requests_per_second=rate * local_share if rate is not None else None,
-            burst=_part(rl.burst_size or 1, local_share),
-            max_wait=rl.max_wait,
-            max_concurrent=_part(rl.max_concurrent, local_share) if rl.max_concurrent else 0,
-            tokens_per_minute=rl.tokens_per_minute * local_share,
-            caller_limits={
-                caller: CallerLimit(limit.rate * local_share, _part(limit.burst, local_share))
-                for caller, limit in callers.items()
-            },
-            adaptive=rl.adaptive,
-            clock=clock,
-            hub=hub,
-        )
-    return LocalLimiter(
-        integration=name,
-        requests_per_second=rate,
-        burst=rl.burst_size or 1,
-        max_wait=rl.max_wait,
-        max_concurrent=rl.max_concurrent,
-        tokens_per_minute=rl.tokens_per_minute,
-        caller_limits=callers,
-        adaptive=rl.adaptive,
-        clock=clock,
-        hub=hub,
-    )
-
-
-def _part(whole: float, share: float) -> int:
-    """This process's part of a count (burst, concurrency): never below 1."""
-    return max(1, math.ceil(whole * share))
+    return LocalLimiter.share_of(local_share, integration=name, **settings)
 
 
 def build_breaker(

@@ -62,6 +62,7 @@ class Integration:
     failure_status: frozenset[int]  # HTTP answers the breaker counts as failures
     fallback: tuple[str, ...]
     llm: str | None  # gen_ai provider name for LLM integrations (token budgets, usage)
+    token_budget: bool  # rate_limit.tokens_per_minute is set: calls are charged tokens
     config: Any  # the validated IntegrationConfig
 
     @classmethod
@@ -118,6 +119,7 @@ class Integration:
             ),
             fallback=tuple(cfg.fallback),
             llm=cfg.llm,
+            token_budget=cfg.rate_limit.tokens_per_minute > 0,
             config=cfg,
         )
 

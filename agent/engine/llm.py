@@ -1,4 +1,6 @@
-"""GenAI facts of an LLM call for telemetry: model names from the request and answer bodies.
+"""GenAI facts of an LLM call for telemetry: the model name the request asked for.
+
+The answer's model and usage come from ``policies.tokens.read_answer`` (one decode for both).
 
 Only the model names and usage leave this module; never prompt or completion content.
 """
@@ -8,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-__all__ = ["request_model", "response_model"]
+__all__ = ["request_model"]
 
 
 def _doc(body: bytes) -> dict[str, Any] | None:
@@ -29,11 +31,3 @@ def request_model(body: bytes) -> str:
     """The request JSON's ``model`` ("" for Gemini, whose model is in the path)."""
     doc = _doc(body)
     return _name(doc.get("model")) if doc else ""
-
-
-def response_model(body: bytes) -> str:
-    """The answer's ``model`` (OpenAI, Anthropic) or ``modelVersion`` (Gemini)."""
-    doc = _doc(body)
-    if not doc:
-        return ""
-    return _name(doc.get("model")) or _name(doc.get("modelVersion"))

@@ -22,7 +22,7 @@ import httpx
 
 from agent.engine.attempts import Answer, AttemptRunner, Prepared
 from agent.engine.integration import Integration
-from agent.engine.llm import request_model, response_model
+from agent.engine.llm import request_model
 from agent.engine.registry import Registry
 from agent.engine.types import CallMetrics, OutboundRequest, OutboundResponse, ResponseStream
 from agent.engine.validate import (
@@ -41,7 +41,7 @@ from agent.policies import (
     TokenUsage,
     cache_key,
     estimate_tokens,
-    extract_usage,
+    read_answer,
     request_allows_cache,
 )
 from agent.transport import map_transport_error
@@ -125,13 +125,15 @@ class Engine:
         answer, integration, permit = await self._through_chain(
             target, request, prepared, deadline, meta, streaming=False
         )
-        usage = extract_usage(answer.body) if integration.llm and answer.status < 300 else None
+        usage, model = None, ""
+        if integration.llm and answer.status < 300:
+            usage, model = read_answer(answer.body)
         if permit is not None:
             if usage is not None:
                 permit.correct(usage.total)
             permit.release()
         if integration.llm and self._hub.has_subscribers(LlmUsage):
-            self._publish_llm(integration, request, prepared, answer, meta, usage, answer.body)
+            self._publish_llm(integration, request, prepared, answer, meta, usage, model)
         headers = tuple(strip_hop_by_hop(answer.headers.multi_items(), decoded=True))
         return OutboundResponse(answer.status, headers, answer.body, meta)
 
@@ -143,7 +145,7 @@ class Engine:
         answer: Answer | None,
         meta: CallMetrics,
         usage: TokenUsage | None,
-        body: bytes,
+        model: str,
         *,
         streamed: bool = False,
     ) -> None:
@@ -155,7 +157,7 @@ class Engine:
                 provider=integration.llm or "",
                 endpoint="/" + prepared.path_qs.partition("?")[0],
                 request_model=request_model(request.body),
-                response_model=response_model(body) if not streamed else "",
+                response_model=model,
                 input_tokens=usage.input_tokens if usage else -1,
                 output_tokens=usage.output_tokens if usage else -1,
                 duration=meta.upstream_duration,
@@ -266,7 +268,7 @@ class Engine:
     def _tokens(integration: Integration, request: OutboundRequest) -> int:
         if request.tokens > 0:
             return request.tokens
-        if integration.llm and request.body:
+        if integration.token_budget and request.body:  # no budget: nothing to charge
             return estimate_tokens(request.body)
         return 0
 
@@ -310,7 +312,7 @@ class Engine:
                     answer,
                     meta,
                     usage.usage if usage else None,
-                    b"",
+                    "",
                     streamed=True,
                 )
 

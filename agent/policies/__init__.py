@@ -46,6 +46,7 @@ from agent.policies.tokens import (
     TokenUsage,
     estimate_tokens,
     extract_usage,
+    read_answer,
 )
 from agent.policies.upstream_limits import (
     PARSER_KINDS,
@@ -99,5 +100,6 @@ __all__ = [
     "parse_retry_after",
     "parse_signal",
     "parser_for",
+    "read_answer",
     "request_allows_cache",
 ]

@@ -32,7 +32,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol
 
 from agent.errors import RateLimited
 from agent.events import EventHub, RateLimitRejected, UpstreamHold
@@ -48,6 +48,9 @@ __all__ = [
     "Permit",
     "UnlimitedLimiter",
     "gcra_reserve",
+    "rate_limited",
+    "wait_limit",
+    "window_of",
 ]
 
 _MAX_KEYS = 4096  # bound on per-route upstream windows and route->bucket mappings
@@ -152,6 +155,51 @@ class Permit:
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def wait_limit(now: float, max_wait: float, deadline: float | None) -> tuple[float, bool]:
+    """The latest instant a call may start: ``now + max_wait``, or its deadline when sooner
+    (then ``True``: a refusal is the deadline's, not ``max_wait``'s)."""
+    limit_at = now + max_wait
+    if deadline is not None and deadline < limit_at:
+        return deadline, True
+    return limit_at, False
+
+
+def rate_limited(
+    integration: str,
+    caller: str,
+    retry_after: float,
+    reason: str,
+    *,
+    max_wait: float,
+    hub: EventHub | None,
+    scope: str = "",
+    shared_by: str = "",
+    knobs: str = "requests_per_second, burst, max_wait, max_concurrent",
+) -> RateLimited:
+    """The refusal of one call (published as ``RateLimitRejected``), worded the same way by
+    every limiter; ``scope`` and ``shared_by`` say which limit it is (the Redis-shared one)."""
+    if hub is not None and hub.has_subscribers(RateLimitRejected):
+        hub.publish(RateLimitRejected(integration, caller, retry_after, reason))
+    who = f" for caller {caller!r}" if reason == "caller_limit" and caller else ""
+    limit = {
+        "deadline": "before the call's deadline",
+        "concurrency": "while every concurrent slot (max_concurrent) was busy",
+    }.get(reason, f"within max_wait ({max_wait:g}s)")
+    return RateLimited(
+        f"{scope}rate limit of integration {integration!r} reached{who}{shared_by}: the call "
+        "could not "
+        f"start {limit}; a slot frees in {retry_after:.3f}s. Retry after that, or raise "
+        f"rate_limit ({knobs}) in the config.",
+        retry_after=retry_after,
+        integration=integration,
+    )
+
+
+def window_of(route_bucket: Mapping[str, str], key: str) -> str:
+    """The upstream window a route's calls count against (its learnt bucket id, else itself)."""
+    return route_bucket.get(key, key) if key else ""
 
 
 class Limiter(Protocol):
@@ -273,6 +321,37 @@ class LocalLimiter:
         self._route_bucket: dict[str, str] = {}
         self._last_start = -math.inf  # FIFO: no call is booked before an earlier one
 
+    @classmethod
+    def share_of(
+        cls,
+        share: float,
+        *,
+        requests_per_second: float | None = None,
+        burst: float = 1,
+        max_concurrent: int = 0,
+        tokens_per_minute: float = 0,
+        caller_limits: Mapping[str, CallerLimit] | None = None,
+        **kwargs: Any,
+    ) -> LocalLimiter:
+        """A limiter enforcing ``share`` (0 < share <= 1) of the given limit: one of N workers,
+        or one agent while the Redis-shared limit is away. Counts (burst, concurrency) round
+        down, never below 1, so N shares never admit more than the whole."""
+
+        def part(whole: float) -> int:
+            return max(1, math.floor(whole * share))
+
+        return cls(
+            requests_per_second=requests_per_second * share if requests_per_second else None,
+            burst=part(burst),
+            max_concurrent=part(max_concurrent) if max_concurrent else 0,
+            tokens_per_minute=tokens_per_minute * share,
+            caller_limits={
+                name: CallerLimit(limit.rate * share, part(limit.burst))
+                for name, limit in (caller_limits or {}).items()
+            },
+            **kwargs,
+        )
+
     # -- acquire ------------------------------------------------------------------------------
 
     def _caller_bucket(self, caller: str) -> GcraBucket | None:
@@ -285,7 +364,7 @@ class LocalLimiter:
         return bucket
 
     def _window_key(self, key: str) -> str:
-        return self._route_bucket.get(key, key) if key else ""
+        return window_of(self._route_bucket, key)
 
     def _start(self, now: float, cost: float, tokens: float, wkey: str) -> float:
         """The earliest instant the integration-wide constraints admit this call."""
@@ -317,19 +396,8 @@ class LocalLimiter:
                     up.book(s, cost, tokens)
 
     def _reject(self, caller: str, retry_after: float, reason: str) -> RateLimited:
-        if self._hub is not None and self._hub.has_subscribers(RateLimitRejected):
-            self._hub.publish(RateLimitRejected(self.integration, caller, retry_after, reason))
-        who = f" for caller {caller!r}" if reason == "caller_limit" and caller else ""
-        limit = {
-            "deadline": "before the call's deadline",
-            "concurrency": "while every concurrent slot (max_concurrent) was busy",
-        }.get(reason, f"within max_wait ({self._max_wait:g}s)")
-        return RateLimited(
-            f"rate limit of integration {self.integration!r} reached{who}: the call could not "
-            f"start {limit}; a slot frees in {retry_after:.3f}s. Retry after that, or raise "
-            "rate_limit (requests_per_second, burst, max_wait, max_concurrent) in the config.",
-            retry_after=retry_after,
-            integration=self.integration,
+        return rate_limited(
+            self.integration, caller, retry_after, reason, max_wait=self._max_wait, hub=self._hub
         )
 
     async def acquire(
@@ -343,10 +411,7 @@ class LocalLimiter:
     ) -> Permit:
         clock = self._clock
         now = t0 = clock.now()
-        limit_at = now + self._max_wait
-        by_deadline = False
-        if deadline is not None and deadline < limit_at:
-            limit_at, by_deadline = deadline, True
+        limit_at, by_deadline = wait_limit(now, self._max_wait, deadline)
         if self._upstream:
             self._expire(now)
         wkey = self._window_key(key)

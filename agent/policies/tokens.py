@@ -22,7 +22,14 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["BYTES_PER_TOKEN", "SSEUsage", "TokenUsage", "estimate_tokens", "extract_usage"]
+__all__ = [
+    "BYTES_PER_TOKEN",
+    "SSEUsage",
+    "TokenUsage",
+    "estimate_tokens",
+    "extract_usage",
+    "read_answer",
+]
 
 BYTES_PER_TOKEN = 4.0
 _MAX_LINE = 1024 * 1024  # an SSE line longer than this is dropped, not buffered forever
@@ -105,6 +112,21 @@ def extract_usage(body: bytes) -> TokenUsage | None:
     except ValueError:
         return None
     return _usage_from(doc) if isinstance(doc, dict) else None
+
+
+def read_answer(body: bytes) -> tuple[TokenUsage | None, str]:
+    """Usage and model name (``model``, or Gemini's ``modelVersion``) of a JSON answer, decoded
+    once for both the token budget and telemetry."""
+    if body[:1] not in (b"{", b" ", b"\n", b"\r", b"\t"):
+        return None, ""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None, ""
+    if not isinstance(doc, dict):
+        return None, ""
+    model = doc.get("model") or doc.get("modelVersion")
+    return _usage_from(doc), model[:128] if isinstance(model, str) else ""
 
 
 class SSEUsage:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 from agent.errors import RateLimited, RateLimiterUnavailable
 from agent.events import EventHub, RateLimitRejected
 from agent.policies import SYSTEM_CLOCK, CallerLimit, Clock, LocalLimiter, Permit, UpstreamSignal
+from agent.policies.limiter import rate_limited, wait_limit, window_of
 from agent.policies.upstream_limits import SignalParser, lower_headers, parse_auto
 from agent.redis.client import RedisUnavailable
 
@@ -105,17 +106,14 @@ class RedisLimiter:
         }
         self._key = runtime.key(integration, "rl")
         self._route_bucket: dict[str, str] = {}
-        share = runtime.local_share
-        self.fallback = LocalLimiter(
+        self.fallback = LocalLimiter.share_of(
+            runtime.local_share,
+            requests_per_second=requests_per_second,
+            burst=self._burst,
+            tokens_per_minute=tokens_per_minute,
+            caller_limits=self._callers,
             integration=integration,
-            requests_per_second=requests_per_second * share if requests_per_second else None,
-            burst=max(1.0, math.floor(self._burst * share)),
             max_wait=max_wait,
-            tokens_per_minute=tokens_per_minute * share,
-            caller_limits={
-                name: CallerLimit(limit.rate * share, max(1.0, math.floor(limit.burst * share)))
-                for name, limit in self._callers.items()
-            },
             adaptive=adaptive,
             parser=parser,
             clock=clock,
@@ -149,10 +147,7 @@ class RedisLimiter:
     ) -> Permit:
         clock = self._clock
         t0 = now = clock.now()
-        limit_at = now + self._max_wait
-        by_deadline = False
-        if deadline is not None and deadline < limit_at:
-            limit_at, by_deadline = deadline, True
+        limit_at, by_deadline = wait_limit(now, self._max_wait, deadline)
         local: Permit | None = None
         if self._runtime.health.available:
             try:
@@ -266,7 +261,7 @@ class RedisLimiter:
         )
 
     def _window(self, key: str) -> str:
-        return self._route_bucket.get(key, key) if key else ""
+        return window_of(self._route_bucket, key)
 
     def _window_key(self, wkey: str) -> str:
         return self._runtime.key(self.integration, "w", wkey) if wkey else self._key
@@ -276,20 +271,16 @@ class RedisLimiter:
             self._hub.publish(RateLimitRejected(self.integration, caller, retry_after, reason))
 
     def _reject(self, caller: str, retry_after: float, reason: str) -> RateLimited:
-        self._publish_reject(caller, retry_after, reason)
-        who = f" for caller {caller!r}" if reason == "caller_limit" and caller else ""
-        limit = (
-            "before the call's deadline"
-            if reason == "deadline"
-            else f"within max_wait ({self._max_wait:g}s)"
-        )
-        return RateLimited(
-            f"global rate limit of integration {self.integration!r} reached{who} (shared by "
-            f"every agent through Redis): the call could not start {limit}; a slot frees in "
-            f"{retry_after:.3f}s. Retry after that, or raise rate_limit (requests_per_second, "
-            "burst, max_wait) in the config.",
-            retry_after=retry_after,
-            integration=self.integration,
+        return rate_limited(
+            self.integration,
+            caller,
+            retry_after,
+            reason,
+            max_wait=self._max_wait,
+            hub=self._hub,
+            scope="global ",
+            shared_by=" (shared by every agent through Redis)",
+            knobs="requests_per_second, burst, max_wait",
         )
 
     # -- permits ------------------------------------------------------------------------------
