@@ -133,22 +133,9 @@ def _pip_version(python: Path, dist: str) -> str:
 
 # -- start -------------------------------------------------------------------------------------
 
-_PROXY_CONF = """\
-daemon off;
-master_process on;
-worker_processes 1;
-pid {prefix}/nginx.pid;
-error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; multi_accept on; }}
-http {{
-    access_log off;
-    client_body_temp_path {prefix}/tmp/body;
-    proxy_temp_path {prefix}/tmp/proxy;
-    fastcgi_temp_path {prefix}/tmp/fastcgi;
-    uwsgi_temp_path {prefix}/tmp/uwsgi;
-    scgi_temp_path {prefix}/tmp/scgi;
-    keepalive_timeout 120s;
-    keepalive_requests 10000000;
+_PROXY_CONF = (
+    upstream_mod.NGINX_PREAMBLE
+    + """\
     server_tokens off;
     upstream backend {{
         server 127.0.0.1:{upstream_port};
@@ -165,6 +152,7 @@ http {{
     }}
 }}
 """
+)
 
 _LITELLM_CONF = """\
 model_list:

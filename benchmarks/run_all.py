@@ -639,8 +639,7 @@ def stream_big(ctx: dict[str, Any]) -> dict[str, Any]:
 # -- report ------------------------------------------------------------------------------------
 
 
-def _f(value: Any, fmt: str = "{:,.0f}") -> str:
-    return "—" if value is None else fmt.format(value)
+_f = bench_call._f  # one formatter for both reports
 
 
 def _errs(r: dict[str, Any]) -> str:

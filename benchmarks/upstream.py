@@ -168,7 +168,8 @@ class Upstream:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-_NGINX_CONF = """\
+# What every private nginx of the benchmarks starts with (own prefix, no daemon, loopback).
+NGINX_PREAMBLE = """\
 daemon off;
 master_process on;
 worker_processes 1;
@@ -184,6 +185,11 @@ http {{
     scgi_temp_path {prefix}/tmp/scgi;
     keepalive_timeout 120s;
     keepalive_requests 10000000;
+"""
+
+_NGINX_CONF = (
+    NGINX_PREAMBLE
+    + """\
     http2_max_requests 10000000;
     http2_max_concurrent_streams 1024;
     client_body_buffer_size 64k;
@@ -213,6 +219,7 @@ http {{
     }}
 }}
 """
+)
 
 
 def write_files(www: Path) -> None:
