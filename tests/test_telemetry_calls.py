@@ -194,7 +194,9 @@ async def test_call_metrics(telemetry_agent: Start) -> None:
     metrics = memory.metrics()
     ok = point(metrics, "kilo.calls", kilo__integration="echo", kilo__outcome="ok")
     assert ok.value == 3
-    assert point(metrics, "kilo.calls", kilo__outcome="UNKNOWN_INTEGRATION").value == 1
+    unknown = point(metrics, "kilo.calls", kilo__outcome="UNKNOWN_INTEGRATION")
+    assert unknown.value == 1
+    assert unknown.attributes["kilo.integration"] == "_OTHER"  # made-up names: no new series
     assert point(metrics, "kilo.call.duration", kilo__integration="echo").count == 3
     rpc = point(
         metrics,

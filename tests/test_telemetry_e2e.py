@@ -1,4 +1,5 @@
-"""A real ``kilo-agent serve`` process exporting OTLP/gRPC to a real receiver started here."""
+"""A real ``kilo-agent serve`` process exporting OTLP (gRPC, and HTTP/protobuf) to a real
+receiver started here."""
 
 from __future__ import annotations
 
@@ -62,10 +63,12 @@ def _call(address: str, path: str = "/x", **kw: Any) -> pb.CallResponse:
         )
 
 
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"])
 def test_spans_share_the_callers_trace_and_metrics_arrive_without_secrets(
-    tmp_path: Path, upstream: Upstream, receiver: OtlpReceiver
+    tmp_path: Path, upstream: Upstream, protocol: str
 ) -> None:
-    agent = _agent(tmp_path, upstream, receiver.endpoint)
+    receiver = OtlpReceiver(protocol=protocol).start()
+    agent = _agent(tmp_path, upstream, receiver.endpoint, OTEL_EXPORTER_OTLP_PROTOCOL=protocol)
     try:
         response = _call(
             agent.address, "/v1/items?token=abc", metadata=[("traceparent", TRACEPARENT)]
@@ -82,6 +85,7 @@ def test_spans_share_the_callers_trace_and_metrics_arrive_without_secrets(
         assert receiver.wait_for(lambda r: wanted <= r.metric_names()), receiver.metric_names()
     finally:
         assert agent.stop() == 0
+        receiver.stop()
     spans = {s.name: s for s in ours(receiver)}
     server = spans["kilo.agent.v1.IntegrationAgent/Call"]
     client = spans["GET"]

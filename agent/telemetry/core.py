@@ -22,6 +22,7 @@ from agent.telemetry.audit import AuditLog
 from agent.telemetry.context import install_gated_propagator
 from agent.telemetry.genai import GenAiTelemetry
 from agent.telemetry.grpc_server import ServerTelemetryInterceptor
+from agent.telemetry.histograms import FastMeter
 from agent.telemetry.httpx_client import ClientObserver, instrument_client_contrib
 from agent.telemetry.metrics import DURATION_BUCKETS, EventMetrics, ExpirySource
 from agent.telemetry.process import ProcessMetrics
@@ -114,13 +115,18 @@ class Telemetry:
         self.providers = build_providers(
             self.settings,
             version=_version(),
+            scope_name=_SCOPE,
             env=env,
             span_processors=span_processors,
             metric_readers=metric_readers,
             shutdown_timeout=shutdown_timeout,
         )
         tracer = self.providers.tracer_provider.get_tracer(_SCOPE, _version())
-        meter = self.providers.meter_provider.get_meter(_SCOPE, _version())
+        # Histograms on the call path are FastHistograms, exported with the SDK's instruments.
+        meter: Any = FastMeter(
+            self.providers.meter_provider.get_meter(_SCOPE, _version()),
+            self.providers.fast_metrics,
+        )
         self._contrib_httpx = env.get("KILO_OTEL_HTTPX_INSTRUMENTATION", "").lower() == "contrib"
         self._clients = ClientObserver(
             tracer,

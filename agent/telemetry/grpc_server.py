@@ -116,7 +116,9 @@ class ServerTelemetryInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[ty
     # -- the two shapes ------------------------------------------------------------------
 
     def _begin(self, rpc_method: str, request: Any, context: Any) -> tuple[Any, object]:
-        parent = self._propagator.extract(metadata_carrier(context.invocation_metadata()))
+        carrier = metadata_carrier(context.invocation_metadata())
+        # No traceparent/baggage (most callers): nothing to extract, the span is a root.
+        parent = self._propagator.extract(carrier) if carrier else None
         integration = getattr(request, "integration", "")
         attributes: dict[str, str | int] = {
             "rpc.system.name": "grpc",

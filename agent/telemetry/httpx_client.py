@@ -45,6 +45,8 @@ _KNOWN_METHODS: Final = frozenset(
     {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH", "QUERY"}
 )
 _DEFAULT_PORTS: Final = {"https": 443, "http": 80}
+#: Redacted ``url.full`` values remembered per integration (calls repeat their URLs).
+_REDACTED_MEMO: Final = 512
 
 
 def _protocol_version(version: object) -> str:
@@ -71,6 +73,15 @@ class ClientObserver:
     def _wrap(self, transport: Any, integration: str, webhook: bool) -> None:
         inner = transport.handle_async_request
         tracer, duration, propagator = self._tracer, self._duration, self._propagator
+        redacted: dict[str, str] = {}
+
+        def url_full(url: str) -> str:
+            safe = redacted.get(url)
+            if safe is None:
+                if len(redacted) >= _REDACTED_MEMO:
+                    redacted.clear()
+                safe = redacted[url] = redact_url(url, webhook=webhook)
+            return safe
 
         async def handle_async_request(request: httpx.Request) -> httpx.Response:
             url = request.url
@@ -83,7 +94,7 @@ class ClientObserver:
             }
             span_attrs: dict[str, str | int] = {
                 **metric_attrs,
-                "url.full": redact_url(str(url), webhook=webhook),
+                "url.full": url_full(str(url)),
                 "kilo.integration": integration,
             }
             if method == "_OTHER":

@@ -9,7 +9,8 @@ Every setting comes from the standard ``OTEL_*`` environment (read once, at star
 - ``OTEL_EXPORTER_OTLP_[TRACES_|METRICS_]PROTOCOL``: ``grpc`` (default) or ``http/protobuf``;
   ``..._ENDPOINT``, ``_HEADERS``, ``_TIMEOUT``, ``_COMPRESSION``, ``_INSECURE``...: read by the
   exporters themselves.
-- ``OTEL_TRACES_SAMPLER`` / ``_ARG`` (default ``parentbased_always_on``): read by TracerProvider.
+- ``OTEL_TRACES_SAMPLER`` / ``_ARG`` (default ``parentbased_always_on``): the SDK's samplers,
+  used by the agent's lean tracer (``tracing.py``: SDK-compatible spans at a fifth of the cost).
 - ``OTEL_BSP_*``: the bounded span queue (2048); a full queue drops spans, never blocks a call.
 - ``OTEL_METRIC_EXPORT_INTERVAL`` (60000 ms): metric export period.
 - ``OTEL_SEMCONV_STABILITY_OPT_IN``: set to ``http`` unless the operator set it (stable HTTP
@@ -26,6 +27,7 @@ down or slow costs dropped telemetry, never a slower or failed call.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -40,12 +42,16 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SpanExporter,
 )
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+from agent.telemetry.histograms import FastMetrics
+from agent.telemetry.tracing import LeanTracerProvider
 
 __all__ = ["DEFAULT_SERVICE_NAME", "Providers", "TelemetrySettings", "build_providers"]
 
@@ -101,8 +107,9 @@ def _exporters(value: str | None, default: str) -> tuple[str, ...]:
 class Providers:
     """The SDK objects of one agent; ``shutdown`` flushes within a time limit."""
 
-    tracer_provider: TracerProvider
+    tracer_provider: LeanTracerProvider
     meter_provider: MeterProvider
+    fast_metrics: FastMetrics  # the histograms recorded on the call path (histograms.py)
     exporting: bool  # some exporter is configured (for the start-up log line)
 
     def shutdown(self, timeout: float) -> None:
@@ -122,6 +129,7 @@ def build_providers(
     settings: TelemetrySettings,
     *,
     version: str,
+    scope_name: str = DEFAULT_SERVICE_NAME,
     env: Mapping[str, str] = os.environ,
     span_processors: Sequence[SpanProcessor] = (),
     metric_readers: Sequence[MetricReader] = (),
@@ -129,7 +137,7 @@ def build_providers(
 ) -> Providers:
     """TracerProvider and MeterProvider per ``settings`` (extra processors/readers: tests)."""
     resource = _resource(version)
-    tracer_provider = TracerProvider(resource=resource)  # sampler: OTEL_TRACES_SAMPLER
+    tracer_provider = LeanTracerProvider(resource)  # sampler: OTEL_TRACES_SAMPLER
     for name in settings.traces_exporters:
         exporter = _span_exporter(name, settings.traces_protocol)
         tracer_provider.add_span_processor(
@@ -150,9 +158,12 @@ def build_providers(
         if env.get("OTEL_METRICS_EXEMPLAR_FILTER")
         else AlwaysOffExemplarFilter(),
     )
+    fast_metrics = FastMetrics(resource, InstrumentationScope(scope_name, version))
+    fast_metrics.install(meter_provider, [*readers, *metric_readers])
     return Providers(
         tracer_provider,
         meter_provider,
+        fast_metrics,
         exporting=bool(settings.traces_exporters or settings.metrics_exporters),
     )
 
@@ -166,11 +177,36 @@ def _resource(version: str) -> Resource:
 
 
 class _BoundedBatchSpanProcessor(BatchSpanProcessor):
-    """The SDK's batch processor with a shutdown that waits at most ``shutdown_timeout``."""
+    """The SDK's batch processor with a shutdown that waits at most ``shutdown_timeout``, and
+    a full queue that costs a call nothing.
+
+    When the collector is down or slow the queue fills; the SDK then logs a warning for every
+    span it drops (a log record per span, on the call path). Here a full queue drops the new
+    span, counts it and says so at most once a minute.
+    """
 
     def __init__(self, exporter: SpanExporter, *, shutdown_timeout: float) -> None:
         super().__init__(exporter)
         self._shutdown_timeout_ms = int(shutdown_timeout * 1000)
+        self.dropped = 0
+        self._said_at = -math.inf
+        batch = self._batch_processor
+        self._queue: Any = getattr(batch, "_queue", None)
+        self._max_queue = int(getattr(batch, "_max_queue_size", 0))
+
+    def on_end(self, span: Any) -> None:
+        queue = self._queue
+        if queue is not None and len(queue) >= self._max_queue:
+            self.dropped += 1
+            now = time.monotonic()
+            if now - self._said_at >= 60.0:
+                self._said_at = now
+                _log.warning(
+                    "span queue full (the collector is down or slow): new spans are dropped",
+                    extra={"dropped": self.dropped, "max_queue_size": self._max_queue},
+                )
+            return
+        super().on_end(span)
 
     def shutdown(self) -> None:
         self._batch_processor.shutdown(timeout_millis=self._shutdown_timeout_ms)
@@ -179,15 +215,14 @@ class _BoundedBatchSpanProcessor(BatchSpanProcessor):
 def _span_exporter(name: str, protocol: str) -> SpanExporter:
     if name == "console":
         return ConsoleSpanExporter()
+    # The SDK's OTLP exporters with the agent's span encoder (otlp_export.py).
     if protocol.startswith("http"):
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (
-            OTLPSpanExporter as HttpSpanExporter,
-        )
+        from agent.telemetry.otlp_export import HttpSpanExporter
 
         return HttpSpanExporter()
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from agent.telemetry.otlp_export import GrpcSpanExporter
 
-    return OTLPSpanExporter()
+    return GrpcSpanExporter()
 
 
 def _metric_exporter(name: str, protocol: str) -> MetricExporter:

@@ -1,17 +1,21 @@
-"""A real OTLP/gRPC receiver on loopback (opentelemetry-proto's collector service stubs).
+"""A real OTLP receiver on loopback: OTLP/gRPC (opentelemetry-proto's collector service stubs)
+or, with ``protocol="http/protobuf"``, OTLP/HTTP (``POST /v1/traces`` and ``/v1/metrics``).
 
-Runs a synchronous grpc server on its own threads and keeps every export request it receives,
+Runs a synchronous server on its own threads and keeps every export request it receives,
 so a test can read the spans and metrics an agent process sent, or scan the raw bytes. With
 ``delay`` it answers slowly (a collector under pressure); ``stop()`` makes it a dead endpoint.
 """
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import grpc
@@ -25,6 +29,7 @@ from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc as tra
 class OtlpReceiver:
     endpoint: str = ""  # http://127.0.0.1:PORT, for OTEL_EXPORTER_OTLP_ENDPOINT
     delay: float = 0.0
+    protocol: str = "grpc"  # or "http/protobuf"
     traces: list[trace_pb.ExportTraceServiceRequest] = field(default_factory=list)
     metrics: list[metrics_pb.ExportMetricsServiceRequest] = field(default_factory=list)
     _server: Any = None
@@ -81,6 +86,8 @@ class OtlpReceiver:
     # -- lifetime ----------------------------------------------------------------------------
 
     def start(self) -> OtlpReceiver:
+        if self.protocol.startswith("http"):
+            return self._start_http()
         receiver = self
 
         class Traces(trace_grpc.TraceServiceServicer):  # type: ignore[misc]
@@ -102,8 +109,54 @@ class OtlpReceiver:
         self.endpoint = f"http://127.0.0.1:{port}"
         return self
 
+    def _start_http(self) -> OtlpReceiver:
+        receiver = self
+        kinds = {
+            "/v1/traces": (trace_pb.ExportTraceServiceRequest, trace_pb.ExportTraceServiceResponse),
+            "/v1/metrics": (
+                metrics_pb.ExportMetricsServiceRequest,
+                metrics_pb.ExportMetricsServiceResponse,
+            ),
+        }
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                kind = kinds.get(self.path)
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                encoding = self.headers.get("Content-Encoding", "")
+                if encoding == "gzip":
+                    body = gzip.decompress(body)
+                elif encoding == "deflate":
+                    body = zlib.decompress(body)
+                if kind is None or self.headers.get("Content-Type") != "application/x-protobuf":
+                    self.send_error(404 if kind is None else 415)
+                    return
+                request = kind[0].FromString(body)
+                target = receiver.traces if self.path == "/v1/traces" else receiver.metrics
+                receiver._add(target, request)
+                answer = kind[1]().SerializeToString()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.daemon_threads = True
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self._server = server
+        self.endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        return self
+
     def stop(self) -> None:
-        if self._server is not None:
+        if isinstance(self._server, ThreadingHTTPServer):
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        elif self._server is not None:
             self._server.stop(0).wait(5)
             self._server = None
 
@@ -120,8 +173,8 @@ def attributes(kvs: Any) -> dict[str, Any]:
     return out
 
 
-def run_receiver(delay: float = 0.0) -> Iterator[OtlpReceiver]:
-    receiver = OtlpReceiver(delay=delay).start()
+def run_receiver(delay: float = 0.0, protocol: str = "grpc") -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver(delay=delay, protocol=protocol).start()
     try:
         yield receiver
     finally:
