@@ -173,13 +173,18 @@ def agent_config(base_url: str, transport: dict[str, Any] | None) -> str:
 
 
 def start_server(
-    kind: str, base_url: str, transport: dict[str, Any] | None, client: str = "aiohttp"
+    kind: str,
+    base_url: str,
+    transport: dict[str, Any] | None,
+    client: str = "aiohttp",
+    env_overrides: dict[str, str] | None = None,
 ) -> Server:
     workdir = tempfile.mkdtemp(prefix=f"kilo-bench-{kind}-")
     port = upstream_mod.free_port()
     address = f"127.0.0.1:{port}"
     log = Path(workdir, "server.log")
     env = dict(os.environ, PYTHONUNBUFFERED="0", OTEL_SDK_DISABLED="true")
+    env.update(env_overrides or {})
     extra: dict[str, Any] = {}
     if kind == "agent":
         config = Path(workdir, "agent.yaml")

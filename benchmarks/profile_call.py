@@ -222,6 +222,13 @@ def main() -> int:
     parser.add_argument(
         "--gil", action="store_true", help="py-spy --gil: only the thread holding the GIL"
     )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="environment for --server agent (repeatable), e.g. OTEL_SDK_DISABLED=false",
+    )
     parser.add_argument("--name", default="", help="output name (default from the options)")
     parser.add_argument(
         "--resummarise", action="store_true", help="only re-read results/<name>.collapsed.txt"
@@ -248,7 +255,10 @@ def main() -> int:
         sink = run_all.CountingSink()
         server = run_all.start_agent("full", up.base_url, sink.endpoint)
     else:
-        server = bench_call.start_server(args.server, up.base_url, transport)
+        overrides = dict(item.split("=", 1) for item in args.env)
+        server = bench_call.start_server(
+            args.server, up.base_url, transport, env_overrides=overrides
+        )
     spy_cmd = [py_spy, "record", "--pid", str(server.pid), "--duration", str(int(args.duration))]
     spy_cmd += ["--rate", str(args.rate), "--format", "raw", "--output", str(raw)]
     if args.native:
