@@ -83,7 +83,7 @@ async def test_server_and_client_span_continue_the_callers_trace(
     assert server.context.trace_state.to_header() == "vendor=1"
     port = int(app.address.rsplit(":", 1)[1])
     attributes = dict(server.attributes)
-    assert 0 <= attributes.pop("kilo.rate_limit.wait") < 0.01  # no limit configured: no wait
+    assert 0 <= attributes.pop("kilo.rate_limit.wait") < 0.01  # adaptive limiter: no hold yet
     assert attributes == {
         "rpc.system.name": "grpc",
         "rpc.method": "kilo.agent.v1.IntegrationAgent/Call",
@@ -112,6 +112,49 @@ async def test_server_and_client_span_continue_the_callers_trace(
     (seen,) = upstream.requests
     assert "traceparent" not in {k.lower() for k in seen.headers}
     assert "tracestate" not in {k.lower() for k in seen.headers}
+
+
+async def test_a_limited_call_reports_its_wait(telemetry_agent: Start) -> None:
+    _app, stub, memory = await telemetry_agent(rate_limit={"requests_per_minute": 6000})
+    await stub.Call(pb.CallRequest(integration="echo", method="GET", path="/x"))
+    (server,) = _by_kind(memory, SpanKind.SERVER)
+    assert 0 <= server.attributes["kilo.rate_limit.wait"] < 0.01  # the first slot is free
+    wait = point(memory.metrics(), "kilo.rate_limit.wait", kilo__integration="echo")
+    assert wait.count == 1
+
+
+async def test_an_unlimited_call_reports_no_wait(telemetry_agent: Start) -> None:
+    _app, stub, memory = await telemetry_agent(rate_limit={"adaptive": False})
+    await stub.Call(pb.CallRequest(integration="echo", method="GET", path="/x"))
+    (server,) = _by_kind(memory, SpanKind.SERVER)
+    assert "kilo.rate_limit.wait" not in server.attributes  # nothing limits it: no event
+    assert "kilo.rate_limit.wait" not in memory.metrics()
+
+
+async def test_contrib_httpx_instrumentation_makes_the_same_client_span(
+    telemetry_agent: Start, upstream: Upstream
+) -> None:
+    env = {"KILO_OTEL_HTTPX_INSTRUMENTATION": "contrib"}
+    _app, stub, memory = await telemetry_agent(env=env)
+    upstream.clear()
+    await stub.Call(
+        pb.CallRequest(integration="echo", method="GET", path="/v1/items?key=AIzaSecret&page=2"),
+        metadata=[("traceparent", TRACEPARENT)],
+    )
+    (server,) = _by_kind(memory, SpanKind.SERVER)
+    (client,) = _by_kind(memory, SpanKind.CLIENT)
+    assert client.instrumentation_scope.name == "opentelemetry.instrumentation.httpx"
+    assert client.parent.span_id == server.context.span_id
+    assert client.name == "GET"
+    attributes = dict(client.attributes)
+    assert attributes["url.full"] == f"{upstream.url}/echo/base/v1/items?key=REDACTED&page=2"
+    assert attributes["http.request.method"] == "GET"
+    assert attributes["http.response.status_code"] == 200
+    assert attributes["server.address"] == "127.0.0.1"
+    assert attributes["kilo.integration"] == "echo"
+    (seen,) = upstream.requests
+    assert "traceparent" not in {k.lower() for k in seen.headers}  # the gate holds here too
+    assert "AIzaSecret" not in json.dumps([dict(s.attributes) for s in memory.finished()])
 
 
 async def test_trace_context_is_sent_upstream_only_when_configured(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import io
 import json
 import random
+import threading
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import context as context_api
@@ -181,3 +183,37 @@ def test_console_exporter_reads_a_lean_span(lean: LeanTracerProvider) -> None:
     printed = json.loads(out.getvalue())
     assert printed["name"] == "printed"
     assert printed["attributes"] == {"a": 1}
+
+
+def test_a_full_span_queue_drops_new_spans_and_says_so_once(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+    from agent.telemetry.setup import _BoundedBatchSpanProcessor
+
+    release = threading.Event()
+    exported: list[str] = []
+
+    class Stuck(SpanExporter):  # a collector that does not answer until released
+        def export(self, spans: Any) -> SpanExportResult:
+            release.wait(10)
+            exported.extend(s.name for s in spans)
+            return SpanExportResult.SUCCESS
+
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "8")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "4")
+    processor = _BoundedBatchSpanProcessor(Stuck(), shutdown_timeout=5.0)
+    provider = LeanTracerProvider(RESOURCE)
+    provider.add_span_processor(processor)
+    tracer = provider.get_tracer("k")
+    with caplog.at_level("WARNING", logger="agent.telemetry"):
+        for i in range(40):
+            tracer.start_span(f"s{i}").end()
+    full = [r for r in caplog.records if "span queue full" in r.getMessage()]
+    assert len(full) == 1  # said once, not once per dropped span
+    assert processor.dropped >= 40 - 8 - 4  # queue of 8, and at most one batch in the exporter
+    release.set()
+    provider.shutdown()
+    assert len(exported) == 40 - processor.dropped  # every span not dropped was exported
+    assert exported[0] == "s0"  # oldest first, as the SDK's batcher sends them

@@ -16,6 +16,7 @@ from agent.engine.build import build_breaker, build_cache, build_limiter, build_
 from agent.engine.types import OutboundResponse
 from agent.events import EventHub
 from agent.policies import CircuitBreaker, Limiter, ResponseCache, RetryPolicy, SingleFlight
+from agent.policies.limiter import UnlimitedLimiter
 from agent.transport import build_client
 
 if TYPE_CHECKING:
@@ -55,6 +56,7 @@ class Integration:
     transport: httpx.AsyncBaseTransport
     request_extensions: dict[str, Any]  # per-request httpx extensions (timeouts), built once
     limiter: Limiter
+    limited: bool  # some rate limit applies: waits are worth reporting (RateLimitWaited)
     breaker: CircuitBreaker | None
     retry: RetryPolicy
     cache: ResponseCache | None
@@ -95,6 +97,7 @@ class Integration:
         )
         headers = dict(_DEFAULT_HEADERS)
         headers.update((k.lower(), v) for k, v in cfg.headers.items())
+        limiter = build_limiter(name, cfg, hub, redis=redis, local_share=local_share)
         return cls(
             name=name,
             url_prefix=base,
@@ -109,7 +112,8 @@ class Integration:
             client=client,
             transport=client._transport,  # telemetry wraps this object's handle_async_request
             request_extensions={"timeout": client.timeout.as_dict()},
-            limiter=build_limiter(name, cfg, hub, redis=redis, local_share=local_share),
+            limiter=limiter,
+            limited=not isinstance(limiter, UnlimitedLimiter),
             breaker=build_breaker(name, cfg, hub),
             retry=build_retry(name, cfg, hub),
             cache=build_cache(cfg),

@@ -203,7 +203,7 @@ class Engine:
                 last_error = error
                 continue
             meta.rate_limit_wait += permit.waited
-            if self._hub.has_subscribers(RateLimitWaited):
+            if integration.limited and self._hub.has_subscribers(RateLimitWaited):
                 self._hub.publish(RateLimitWaited(integration.name, request.caller, permit.waited))
             try:
                 answer = await self._attempts.run(

@@ -137,6 +137,7 @@ class Telemetry:
                 explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
             ),
             propagator,
+            propagate=config.propagate_trace_context,
         )
         self.interceptor = ServerTelemetryInterceptor(
             tracer, meter, propagator, propagate_upstream=config.propagate_trace_context

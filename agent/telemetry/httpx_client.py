@@ -59,10 +59,18 @@ def _protocol_version(version: object) -> str:
 class ClientObserver:
     """Wraps one integration client's transport (``observe``); shared instruments."""
 
-    def __init__(self, tracer: Tracer, duration: Histogram, propagator: TextMapPropagator) -> None:
+    def __init__(
+        self,
+        tracer: Tracer,
+        duration: Histogram,
+        propagator: TextMapPropagator,
+        *,
+        propagate: bool = True,
+    ) -> None:
         self._tracer = tracer
         self._duration = duration
         self._propagator = propagator
+        self._propagate = propagate  # False: telemetry.propagate_trace_context is off
 
     def observe(self, client: httpx.AsyncClient, *, integration: str, webhook: bool) -> None:
         transports: list[Any] = [client._transport, *client._mounts.values()]
@@ -73,6 +81,7 @@ class ClientObserver:
     def _wrap(self, transport: Any, integration: str, webhook: bool) -> None:
         inner = transport.handle_async_request
         tracer, duration, propagator = self._tracer, self._duration, self._propagator
+        propagate = self._propagate
         redacted: dict[str, str] = {}
 
         def url_full(url: str) -> str:
@@ -109,7 +118,7 @@ class ClientObserver:
                 kind=SpanKind.CLIENT,
                 attributes=span_attrs,
             )
-            if state is not None and tctx.propagation_allowed():
+            if propagate and state is not None and tctx.propagation_allowed():
                 propagator.inject(request.headers, set_span_in_context(span))
             started = time.perf_counter()
             try:

@@ -190,13 +190,22 @@ class _BoundedBatchSpanProcessor(BatchSpanProcessor):
         self._shutdown_timeout_ms = int(shutdown_timeout * 1000)
         self.dropped = 0
         self._said_at = -math.inf
+        # The SDK batcher's own queue and wake-up event, to enqueue without its per-span
+        # os.getpid() syscall (its fork check; it re-initialises after a fork by itself).
         batch = self._batch_processor
         self._queue: Any = getattr(batch, "_queue", None)
         self._max_queue = int(getattr(batch, "_max_queue_size", 0))
+        self._batch_size = int(getattr(batch, "_max_export_batch_size", 0))
+        self._awaken: Any = getattr(batch, "_worker_awaken", None)
+        if self._awaken is None or not self._batch_size:
+            self._queue = None  # an SDK whose batcher looks different: its own path
 
     def on_end(self, span: Any) -> None:
         queue = self._queue
-        if queue is not None and len(queue) >= self._max_queue:
+        if queue is None or not span.context.trace_flags.sampled:
+            super().on_end(span)
+            return
+        if len(queue) >= self._max_queue:
             self.dropped += 1
             now = time.monotonic()
             if now - self._said_at >= 60.0:
@@ -206,7 +215,11 @@ class _BoundedBatchSpanProcessor(BatchSpanProcessor):
                     extra={"dropped": self.dropped, "max_queue_size": self._max_queue},
                 )
             return
-        super().on_end(span)
+        if self._batch_processor._shutdown:
+            return
+        queue.appendleft(span)  # the SDK batcher's order: new spans left, batches popped right
+        if len(queue) >= self._batch_size and not self._awaken.is_set():
+            self._awaken.set()
 
     def shutdown(self) -> None:
         self._batch_processor.shutdown(timeout_millis=self._shutdown_timeout_ms)
