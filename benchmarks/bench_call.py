@@ -172,6 +172,18 @@ def agent_config(base_url: str, transport: dict[str, Any] | None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def chat_call_spec(address: str) -> dict[str, Any]:
+    """The load generator's spec for the canned chat completion through a gRPC server."""
+    return {
+        "kind": "grpc",
+        "target": address,
+        "integration": INTEGRATION,
+        "path": "/chat/completions",
+        "body": upstream_mod.chat_request_body(),
+        "expect_len": upstream_mod.BODY_SIZE,
+    }
+
+
 def start_server(
     kind: str,
     base_url: str,

@@ -2,7 +2,9 @@
 
 A real ``python -m agent serve`` (pinned to core 0) in front of the loopback upstream of
 bench_call.py (nginx, or aiohttp), driven by bench_call's closed-loop gRPC load generators
-(core 1). Scenarios, each a fresh agent process with the same config and audit log (to a file):
+(core 1). Scenarios, one agent process each with the same config and audit log (to a file),
+all started at once; each round measures one 3 s window per scenario in turn, so that this
+machine's drift in speed (+-15 % over minutes) hits every scenario alike:
 
 * ``sdk-disabled``   ``OTEL_SDK_DISABLED=true`` (the baseline);
 * ``on-no-export``   telemetry on, no endpoint: spans and metrics made, exported nowhere;
@@ -16,7 +18,7 @@ Reported: calls/s at saturation, p50/p99, server CPU µs per call (medians over 
 for each "on" scenario the throughput lost and the µs per call added over the baseline of the
 same round (median and range over rounds; target: < 15 %).
 
-    .venv/bin/python benchmarks/bench_telemetry.py            # ~1 minute
+    .venv/bin/python benchmarks/bench_telemetry.py            # ~6 minutes (12 rounds)
     .venv/bin/python benchmarks/bench_telemetry.py --quick    # smoke test
 """
 
@@ -107,56 +109,54 @@ def start_agent(name: str, base_url: str, env: dict[str, str]) -> bench_call.Ser
     return server
 
 
-def run(name: str, pool: cf.ProcessPoolExecutor, up: Any, args: Any, env: dict[str, str]) -> Any:
-    server = start_agent(name, up.base_url, env)
-    spec = {
-        "kind": "grpc",
-        "target": server.address,
-        "integration": bench_call.INTEGRATION,
-        "path": "/chat/completions",
-        "body": upstream_mod.chat_request_body(),
-        "expect_len": upstream_mod.BODY_SIZE,
-    }
-    try:
-        time.sleep(0.3)
-        sat = bench_call.run_phase(
-            pool,
-            mode="closed",
-            workers=args.clients,
-            spec=spec,
-            args=args,
-            server_pid=server.pid,
-            upstream_pids=up.pids,
-            upstream_port=up.port,
-        )
-    finally:
-        rc = server.stop()
-        audit_lines = 0
-        audit = Path(server.extra["audit"])
-        if audit.exists():
-            audit_lines = sum(1 for _ in audit.open())
-        shutil.rmtree(server.workdir, ignore_errors=True)
+def measure(
+    server: bench_call.Server, pool: cf.ProcessPoolExecutor, up: Any, args: Any
+) -> dict[str, Any]:
+    """One closed-loop window against a running agent, then a pause for its export backlog."""
+    spec = bench_call.chat_call_spec(server.address)
+    sat = bench_call.run_phase(
+        pool,
+        mode="closed",
+        workers=args.clients,
+        spec=spec,
+        args=args,
+        server_pid=server.pid,
+        upstream_pids=up.pids,
+        upstream_port=up.port,
+    )
+    # Spans and metrics of this window are exported within ~1 s (OTEL_BSP_SCHEDULE_DELAY,
+    # OTEL_METRIC_EXPORT_INTERVAL): let that finish before the next agent's window starts.
+    time.sleep(args.settle)
     keys = ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call", "errors")
     keys += ("server_core_util", "client_core_util", "upstream_cpu_us_per_call")
-    return {"scenario": name, "exit_code": rc, "audit_lines": audit_lines} | {
-        k: sat[k] for k in keys
-    }
+    return {k: sat[k] for k in keys}
+
+
+def stop(server: bench_call.Server) -> dict[str, Any]:
+    rc = server.stop()
+    audit = Path(server.extra["audit"])
+    lines = sum(1 for _ in audit.open()) if audit.exists() else 0
+    shutil.rmtree(server.workdir, ignore_errors=True)
+    return {"exit_code": rc, "audit_lines": lines}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--duration", type=float, default=6.0)
-    parser.add_argument("--warmup", type=float, default=1.0)
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per window")
+    parser.add_argument("--warmup", type=float, default=0.5)
+    parser.add_argument("--settle", type=float, default=1.2, help="pause after each window")
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--clients", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="runs per scenario; medians")
+    parser.add_argument(
+        "--repeat", type=int, default=12, help="rounds (a window per scenario each); medians"
+    )
     parser.add_argument("--scenarios", default=",".join(SCENARIOS))
     parser.add_argument("--upstream", choices=("nginx", "aiohttp"), default="nginx")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--output", default=str(HERE / "results" / "bench_telemetry.json"))
     args = parser.parse_args()
     if args.quick:
-        args.duration, args.warmup, args.repeat = 1.5, 0.3, 1
+        args.duration, args.warmup, args.repeat, args.settle = 1.5, 0.3, 1, 0.5
     args.rate = 1.0  # run_phase reads it for open-loop phases only
     names = [n for n in args.scenarios.split(",") if n]
     bench_call._pin(bench_call.LOAD_CORE)
@@ -165,21 +165,29 @@ def main() -> int:
     dead_port = upstream_mod.free_port()
     results: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     ctx = multiprocessing.get_context("spawn")
+    servers: dict[str, bench_call.Server] = {}
+    ends: dict[str, dict[str, Any]] = {}
     try:
+        # Every agent runs for the whole benchmark (all pinned to the server core, idle but for
+        # their timers while another is measured); rounds of short windows, one per scenario,
+        # so that the machine's drift hits every scenario alike.
+        for name in names:
+            servers[name] = start_agent(name, up.base_url, scenario_env(name, receiver, dead_port))
         with cf.ProcessPoolExecutor(max_workers=args.clients, mp_context=ctx) as pool:
             list(pool.map(loadgen.warm, range(args.clients)))
             for rep in range(args.repeat):
-                for name in names:  # interleaved, so drift hits every scenario alike
-                    print(f"{name} (run {rep + 1}/{args.repeat}) ...", file=sys.stderr)
-                    env = scenario_env(name, receiver, dead_port)
-                    results[name].append(run(name, pool, up, args, env))
+                print(f"round {rep + 1}/{args.repeat} ...", file=sys.stderr)
+                for name in names:
+                    results[name].append(measure(servers[name], pool, up, args))
     finally:
+        for name, server in servers.items():
+            ends[name] = stop(server)
         receiver.stop()
         up.stop()
     rows = []
     for name in names:
         runs = results[name]
-        row: dict[str, Any] = {"scenario": name, "runs": runs}
+        row: dict[str, Any] = {"scenario": name, "runs": runs, **ends.get(name, {})}
         for key in ("calls_per_s", "p50_ms", "p99_ms", "server_cpu_us_per_call"):
             row[key] = statistics.median(r[key] for r in runs)
         row["errors"] = sum(sum(r["errors"].values()) for r in runs)

@@ -276,14 +276,7 @@ def main() -> int:
         concurrency=args.concurrency,
         rate=200.0,
     )
-    spec = {
-        "kind": "grpc",
-        "target": server.address,
-        "integration": bench_call.INTEGRATION,
-        "path": "/chat/completions",
-        "body": upstream_mod.chat_request_body(),
-        "expect_len": upstream_mod.BODY_SIZE,
-    }
+    spec = bench_call.chat_call_spec(server.address)
     try:
         ctx = multiprocessing.get_context("spawn")
         with cf.ProcessPoolExecutor(max_workers=args.clients, mp_context=ctx) as pool:
