@@ -275,7 +275,7 @@ class LeanTracer(trace_api.Tracer):
             trace_id = _getrandbits(128) or 1
             random_id = True
         trace_state = parent.trace_state if parent is not None else None
-        links = tuple(link for link in links or () if link.context.is_valid)
+        links = tuple(link for link in links if link.context.is_valid) if links else ()
         if provider.parent_decides:
             # The default ParentBased(ALWAYS_ON): the parent's flag, or sampled for a root.
             recording = sampled = parent is None or parent.trace_flags.sampled
