@@ -29,7 +29,7 @@ def _pair(
     fast_provider = MeterProvider(resource=RESOURCE, metric_readers=[fast_reader])
     sdk_provider = MeterProvider(resource=RESOURCE, metric_readers=[sdk_reader])
     fast = FastMetrics(RESOURCE, InstrumentationScope("kilo-agent", "1"))
-    fast.install(fast_provider, [fast_reader])
+    fast.install([fast_reader])
     meter = FastMeter(fast_provider.get_meter("kilo-agent", "1"), fast)
     kwargs: Any = {"unit": "s", "explicit_bucket_boundaries_advisory": DURATION_BUCKETS}
     return (
@@ -123,7 +123,7 @@ def test_fast_and_sdk_instruments_share_one_scope() -> None:
     reader = InMemoryMetricReader()
     provider = MeterProvider(resource=RESOURCE, metric_readers=[reader])
     fast = FastMetrics(RESOURCE, InstrumentationScope("kilo-agent", "1"))
-    fast.install(provider, [reader])
+    fast.install([reader])
     meter = FastMeter(provider.get_meter("kilo-agent", "1"), fast)
     meter.create_counter("c").add(1)
     meter.create_histogram("h").record(7.0, {})

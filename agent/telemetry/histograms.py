@@ -25,7 +25,6 @@ from dataclasses import replace
 from typing import Any, Final
 
 from opentelemetry.sdk.metrics import Histogram as SdkHistogram
-from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
     Histogram,
@@ -174,9 +173,9 @@ class FastMetrics:
         self._histograms.append(instrument)
         return instrument
 
-    def install(self, provider: MeterProvider, readers: Sequence[MetricReader]) -> None:
-        """Wrap each reader's collect step (set by ``provider``) to add these histograms."""
-        del provider  # the readers are registered already; named for the order it needs
+    def install(self, readers: Sequence[MetricReader]) -> None:
+        """Wrap each reader's collect step to add these histograms; the readers must already be
+        registered with their ``MeterProvider`` (which sets that step)."""
         for reader in readers:
             inner: Callable[..., MetricsData | None] | None = getattr(reader, "_collect", None)
             if inner is None:  # an SDK whose readers no longer work this way: fail loudly

@@ -159,7 +159,7 @@ def build_providers(
         else AlwaysOffExemplarFilter(),
     )
     fast_metrics = FastMetrics(resource, InstrumentationScope(scope_name, version))
-    fast_metrics.install(meter_provider, [*readers, *metric_readers])
+    fast_metrics.install([*readers, *metric_readers])
     return Providers(
         tracer_provider,
         meter_provider,
