@@ -30,7 +30,6 @@ __all__ = [
     "call_state",
     "install_gated_propagator",
     "metadata_carrier",
-    "propagation_allowed",
 ]
 
 CALL_STATE_KEY = otel_context.create_key("kilo.call_state")
@@ -55,11 +54,6 @@ def call_state() -> CallState | None:
     """The state of the gRPC call running on this task, if any."""
     state = otel_context.get_value(CALL_STATE_KEY)
     return state if isinstance(state, CallState) else None
-
-
-def propagation_allowed() -> bool:
-    """Whether the current call may send its trace context to the upstream."""
-    return otel_context.get_value(PROPAGATE_KEY) is True
 
 
 def metadata_carrier(metadata: Iterable[tuple[str, Any]] | None) -> dict[str, str]:

@@ -118,7 +118,8 @@ class ClientObserver:
                 kind=SpanKind.CLIENT,
                 attributes=span_attrs,
             )
-            if propagate and state is not None and tctx.propagation_allowed():
+            # Inside a call (state) whose agent propagates: the server span set PROPAGATE_KEY too.
+            if propagate and state is not None:
                 propagator.inject(request.headers, set_span_in_context(span))
             started = time.perf_counter()
             try:

@@ -202,8 +202,10 @@ class _BoundedBatchSpanProcessor(BatchSpanProcessor):
 
     def on_end(self, span: Any) -> None:
         queue = self._queue
-        if queue is None or not span.context.trace_flags.sampled:
+        if queue is None:
             super().on_end(span)
+            return
+        if not span.context.trace_flags.sampled:  # recorded, not sampled: never exported
             return
         if len(queue) >= self._max_queue:
             self.dropped += 1
